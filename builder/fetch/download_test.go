@@ -202,3 +202,33 @@ func TestParseContentRange(t *testing.T) {
 		}
 	}
 }
+
+func TestFetchUnpinned(t *testing.T) {
+	content, _ := fixture(t, 4000)
+	var calls atomic.Int32
+	s := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			http.Error(w, "busy", http.StatusBadGateway)
+			return
+		}
+		serveFile(content)(w, r)
+	})
+	c, _ := newTestCache(t, s)
+	ctx := context.Background()
+
+	got, err := c.FetchUnpinned(ctx, "InRelease", s.URL+"/InRelease", 4000)
+	if err != nil || !bytes.Equal(got, content) {
+		t.Fatalf("FetchUnpinned = %d bytes, %v; want the fixture after one retry", len(got), err)
+	}
+	if _, err := c.FetchUnpinned(ctx, "InRelease", s.URL+"/InRelease", 3999); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Errorf("oversized answer: err = %v", err)
+	}
+	c.Offline = true
+	before := len(s.requests())
+	if _, err := c.FetchUnpinned(ctx, "InRelease", s.URL+"/InRelease", 4000); !errors.Is(err, ErrNotCached) {
+		t.Errorf("offline: err = %v, want ErrNotCached", err)
+	}
+	if n := len(s.requests()) - before; n != 0 {
+		t.Errorf("offline FetchUnpinned made %d requests", n)
+	}
+}

@@ -1,0 +1,199 @@
+// Package osprep does, once on a fresh node, what the builder left to the
+// node because it is easier done natively: the hostname, installing the
+// baked .debs, holding the board's kernel and boot packages, and swap off.
+// Every path sits under Root, so tests run it on a directory.
+package osprep
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// Prep runs the first-boot OS tasks under Root.
+type Prep struct {
+	Root   string
+	Logger *slog.Logger
+}
+
+// Live reports whether Prep acts on the running system rather than a
+// directory: only then may it change kernel state (hostname, swap).
+func (p *Prep) Live() bool { return p.Root == "" || p.Root == "/" }
+
+func (p *Prep) path(s string) string { return filepath.Join(p.rootDir(), s) }
+
+func (p *Prep) rootDir() string {
+	if p.Root == "" {
+		return "/"
+	}
+	return p.Root
+}
+
+func (p *Prep) log() *slog.Logger {
+	if p.Logger != nil {
+		return p.Logger
+	}
+	return slog.Default()
+}
+
+// Hostname sets /etc/hostname (and the kernel's, when live) and makes the
+// name resolve locally, as Debian does with 127.0.1.1.
+func (p *Prep) Hostname(ctx context.Context, name string) error {
+	hf := p.path("/etc/hostname")
+	if cur, _ := os.ReadFile(hf); strings.TrimSpace(string(cur)) != name {
+		if err := os.MkdirAll(filepath.Dir(hf), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(hf, []byte(name+"\n"), 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", hf, err)
+		}
+	}
+	hosts := p.path("/etc/hosts")
+	b, _ := os.ReadFile(hosts)
+	line := "127.0.1.1\t" + name
+	if !bytes.Contains(b, []byte(line+"\n")) {
+		var out []string
+		for _, l := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+			if !strings.HasPrefix(l, "127.0.1.1") && l != "" {
+				out = append(out, l)
+			}
+		}
+		out = append(out, line)
+		if err := os.WriteFile(hosts, []byte(strings.Join(out, "\n")+"\n"), 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", hosts, err)
+		}
+	}
+	if p.Live() {
+		if err := run(ctx, "hostname", name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// InstallDebs installs every .deb in dir (a path inside Root) whose package
+// is not installed at that version yet, in one dpkg run so dependencies
+// among them resolve.
+func (p *Prep) InstallDebs(ctx context.Context, dir string) ([]string, error) {
+	debs, err := filepath.Glob(filepath.Join(p.path(dir), "*.deb"))
+	if err != nil || len(debs) == 0 {
+		return nil, err
+	}
+	sort.Strings(debs)
+	var todo, names []string
+	for _, d := range debs {
+		out, err := output(ctx, "dpkg-deb", "-f", d, "Package", "Version")
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", d, err)
+		}
+		var pkg, ver string
+		for _, l := range strings.Split(out, "\n") {
+			if v, ok := strings.CutPrefix(l, "Package: "); ok {
+				pkg = v
+			}
+			if v, ok := strings.CutPrefix(l, "Version: "); ok {
+				ver = v
+			}
+		}
+		if p.installed(ctx, pkg) == ver {
+			continue
+		}
+		todo = append(todo, d)
+		names = append(names, pkg)
+	}
+	if len(todo) == 0 {
+		return nil, nil
+	}
+	args := append(p.dpkgRoot(), append([]string{"--force-confold", "-i"}, todo...)...)
+	if err := run(ctx, "dpkg", args...); err != nil {
+		return nil, fmt.Errorf("install %s: %w", strings.Join(names, " "), err)
+	}
+	p.log().Info("installed baked packages", "packages", strings.Join(names, " "))
+	return names, nil
+}
+
+func (p *Prep) installed(ctx context.Context, pkg string) string {
+	args := append(p.dpkgRoot(), "-W", "-f", "${db:Status-Abbrev}${Version}", pkg)
+	out, err := output(ctx, "dpkg-query", args...)
+	if err != nil || !strings.HasPrefix(out, "ii ") {
+		return ""
+	}
+	return strings.TrimSpace(strings.TrimPrefix(out, "ii "))
+}
+
+func (p *Prep) dpkgRoot() []string {
+	if p.Live() {
+		return nil
+	}
+	return []string{"--root=" + p.Root}
+}
+
+// Hold keeps the named packages at their version, as `apt-mark hold` does
+// (apt-mark writes dpkg selections; dpkg takes --root, apt-mark does not).
+// Packages that are not installed are skipped: boards differ.
+func (p *Prep) Hold(ctx context.Context, pkgs []string) ([]string, error) {
+	var sel bytes.Buffer
+	var held []string
+	for _, pkg := range pkgs {
+		if p.installed(ctx, pkg) != "" {
+			fmt.Fprintf(&sel, "%s hold\n", pkg)
+			held = append(held, pkg)
+		}
+	}
+	if len(held) == 0 {
+		return nil, nil
+	}
+	cmd := exec.CommandContext(ctx, "dpkg", append(p.dpkgRoot(), "--set-selections")...)
+	cmd.Stdin = &sel
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("hold %s: %w: %s", strings.Join(held, " "), err, out)
+	}
+	return held, nil
+}
+
+// SwapOff masks swap.target so no disk swap comes back at boot (kubelet
+// refuses to run with swap; SD cards wear out), and turns swap off now
+// when live. zram is not touched: it is memory, not the card.
+func (p *Prep) SwapOff(ctx context.Context) error {
+	mask := p.path("/etc/systemd/system/swap.target")
+	if t, err := os.Readlink(mask); err != nil || t != "/dev/null" {
+		if err := os.MkdirAll(filepath.Dir(mask), 0o755); err != nil {
+			return err
+		}
+		os.Remove(mask)
+		if err := os.Symlink("/dev/null", mask); err != nil {
+			return fmt.Errorf("mask swap.target: %w", err)
+		}
+	}
+	if p.Live() {
+		swaps, _ := os.ReadFile("/proc/swaps")
+		for _, l := range strings.Split(string(swaps), "\n")[1:] {
+			f := strings.Fields(l)
+			if len(f) > 0 && !strings.HasPrefix(f[0], "/dev/zram") {
+				if err := run(ctx, "swapoff", f[0]); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func run(ctx context.Context, name string, args ...string) error {
+	_, err := output(ctx, name, args...)
+	return err
+}
+
+func output(ctx context.Context, name string, args ...string) (string, error) {
+	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, bytes.TrimSpace(out))
+	}
+	return string(out), nil
+}

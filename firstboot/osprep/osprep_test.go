@@ -1,0 +1,94 @@
+package osprep
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// fakeRoot makes a directory dpkg accepts as --root: an empty database.
+func fakeRoot(t *testing.T) string {
+	t.Helper()
+	root := t.TempDir()
+	for _, d := range []string{"var/lib/dpkg/info", "var/lib/dpkg/updates", "etc"} {
+		os.MkdirAll(filepath.Join(root, d), 0o755)
+	}
+	os.WriteFile(filepath.Join(root, "var/lib/dpkg/status"), nil, 0o644)
+	os.WriteFile(filepath.Join(root, "etc/hosts"), []byte("127.0.0.1\tlocalhost\n127.0.1.1\tpine64\n"), 0o644)
+	return root
+}
+
+// buildDeb makes a script-free package whose one file proves installation.
+func buildDeb(t *testing.T, dir, name, version string) {
+	t.Helper()
+	src := t.TempDir()
+	os.MkdirAll(filepath.Join(src, "DEBIAN"), 0o755)
+	os.MkdirAll(filepath.Join(src, "usr/share", name), 0o755)
+	os.WriteFile(filepath.Join(src, "usr/share", name, "marker"), []byte(version), 0o644)
+	ctl := "Package: " + name + "\nVersion: " + version + "\nArchitecture: all\nMaintainer: t <t@t>\nDescription: test\n"
+	os.WriteFile(filepath.Join(src, "DEBIAN/control"), []byte(ctl), 0o644)
+	if out, err := exec.Command("dpkg-deb", "--build", "--root-owner-group", src, filepath.Join(dir, name+".deb")).CombinedOutput(); err != nil {
+		t.Fatalf("dpkg-deb: %v %s", err, out)
+	}
+}
+
+func TestInstallDebsOnceAndHold(t *testing.T) {
+	if _, err := exec.LookPath("dpkg"); err != nil {
+		t.Skip("dpkg is missing")
+	}
+	ctx := context.Background()
+	root := fakeRoot(t)
+	debs := filepath.Join(root, "var/lib/homecloud/debs")
+	os.MkdirAll(debs, 0o755)
+	buildDeb(t, debs, "hc-test-a", "1.0")
+	buildDeb(t, debs, "hc-test-b", "2.0")
+	p := &Prep{Root: root}
+
+	got, err := p.InstallDebs(ctx, "/var/lib/homecloud/debs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(got, ",") != "hc-test-a,hc-test-b" {
+		t.Fatalf("installed %v", got)
+	}
+	if b, err := os.ReadFile(filepath.Join(root, "usr/share/hc-test-b/marker")); err != nil || string(b) != "2.0" {
+		t.Fatalf("package file not in root: %v", err)
+	}
+	again, err := p.InstallDebs(ctx, "/var/lib/homecloud/debs")
+	if err != nil || len(again) != 0 {
+		t.Fatalf("second run reinstalled %v (%v)", again, err)
+	}
+	held, err := p.Hold(ctx, []string{"hc-test-a", "not-installed-kernel"})
+	if err != nil || strings.Join(held, ",") != "hc-test-a" {
+		t.Fatalf("Hold = %v, %v", held, err)
+	}
+	out, _ := exec.Command("dpkg", "--root="+root, "--get-selections", "hc-test-a").Output()
+	if !strings.Contains(string(out), "hold") {
+		t.Fatalf("hc-test-a not held: %q", out)
+	}
+}
+
+func TestHostnameAndSwap(t *testing.T) {
+	ctx := context.Background()
+	root := fakeRoot(t)
+	p := &Prep{Root: root}
+	for i := 0; i < 2; i++ { // idempotent
+		if err := p.Hostname(ctx, "home-node2"); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.SwapOff(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h, _ := os.ReadFile(filepath.Join(root, "etc/hostname"))
+	hosts, _ := os.ReadFile(filepath.Join(root, "etc/hosts"))
+	if string(h) != "home-node2\n" || strings.Count(string(hosts), "127.0.1.1") != 1 || !strings.Contains(string(hosts), "127.0.1.1\thome-node2") {
+		t.Fatalf("hostname %q hosts %q", h, hosts)
+	}
+	if l, _ := os.Readlink(filepath.Join(root, "etc/systemd/system/swap.target")); l != "/dev/null" {
+		t.Fatalf("swap.target not masked: %q", l)
+	}
+}

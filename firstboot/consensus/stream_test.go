@@ -1,0 +1,156 @@
+package consensus
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/homecloud/homecloud/internal/cluster"
+)
+
+func closedPort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// rawTransport is a raft transport with no raft behind it: a client that
+// speaks the wire protocol with whatever identity it is given.
+func rawTransport(t *testing.T, id *cluster.Identity) *raft.NetworkTransport {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newStreamLayer(ln, ln.Addr().String(), id, 2*time.Second, testLogger(t))
+	tr := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: s, MaxPool: 1, Timeout: 2 * time.Second, Logger: newHCLog(testLogger(t))})
+	t.Cleanup(func() { tr.Close() })
+	return tr
+}
+
+func TestStreamLayerRefusesForeignCA(t *testing.T) {
+	h := newHarness(t)
+	h.start(1)
+	ctx := ctxT(t, 10*time.Second)
+	target := h.leader(ctx)
+
+	rogueCA := newCA(t, "rogue")
+	tests := []struct {
+		name   string
+		id     *cluster.Identity
+		wantOK bool
+	}{
+		{"member certificate", newIdentity(t, h.ca, h.ca, "node2"), true},
+		// Trusts the cluster CA (so it accepts the server) but its own
+		// certificate is foreign: the server must refuse it.
+		{"foreign client certificate", foreignLeafTrustingCA(t, rogueCA, h.ca, "node2"), false},
+		{"foreign CA throughout", newIdentity(t, rogueCA, rogueCA, "node2"), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tr := rawTransport(t, tt.id)
+			// Term 0 is stale: a member gets a refusal, not a vote, and the
+			// leader is not disturbed.
+			req := &raft.RequestVoteRequest{RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte("node2"), Addr: []byte(tr.LocalAddr())}, Term: 0}
+			var resp raft.RequestVoteResponse
+			err := tr.RequestVote(raft.ServerID(target.ID()), raft.ServerAddress(target.Addr()), req, &resp)
+			if tt.wantOK && err != nil {
+				t.Fatalf("RequestVote with a member certificate: %v", err)
+			}
+			if !tt.wantOK && err == nil {
+				t.Fatalf("RequestVote got through with a foreign certificate (response %+v)", resp)
+			}
+			if tt.wantOK && resp.Term == 0 {
+				t.Fatalf("response term 0: the RPC did not reach raft")
+			}
+		})
+	}
+}
+
+// foreignLeafTrustingCA is an identity LoadIdentity would refuse: a leaf
+// from signer that nonetheless trusts (and so accepts servers of) trust.
+func foreignLeafTrustingCA(t *testing.T, signer, trust *cluster.CA, name string) *cluster.Identity {
+	t.Helper()
+	c, k, err := signer.Issue(name, nil, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.X509KeyPair(c, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &cluster.Identity{CA: trust.Cert, Cert: pair, Leaf: leaf}
+}
+
+func TestStreamLayerSlowClientDoesNotBlock(t *testing.T) {
+	h := newHarness(t)
+	// A connection that never speaks TLS must not hold up the others.
+	n := h.open(1, "127.0.0.1:0")
+	silent, err := net.Dial("tcp", n.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	ctx := ctxT(t, 3*time.Second)
+	if err := n.VerifyPeer(ctx, n.Addr(), "node1", cluster.Fingerprint(h.ids["node1"].Leaf)); err != nil {
+		t.Fatalf("VerifyPeer while another connection stalls: %v", err)
+	}
+}
+
+func TestVerifyPeer(t *testing.T) {
+	h := newHarness(t)
+	n := h.open(1, "127.0.0.1:0")
+	fp := cluster.Fingerprint(h.ids["node1"].Leaf)
+	tests := []struct {
+		name, addr, wantName, fp, err string
+	}{
+		{"genuine", n.Addr(), "node1", fp, ""},
+		{"other name", n.Addr(), "node2", fp, `certificate names "node1"`},
+		{"other fingerprint", n.Addr(), "node1", strings.Repeat("ab", 32), "fingerprint"},
+		{"no fingerprint", n.Addr(), "node1", "", "lacks"},
+		{"nothing listening", closedPort(t), "node1", fp, "refused"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			err := n.VerifyPeer(ctx, tt.addr, tt.wantName, tt.fp)
+			if tt.err == "" && err != nil {
+				t.Fatalf("VerifyPeer: %v", err)
+			}
+			if tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)) {
+				t.Fatalf("VerifyPeer = %v, want an error containing %q", err, tt.err)
+			}
+		})
+	}
+
+	// A server with a foreign certificate fails the chain check.
+	rogueCA := newCA(t, "rogue")
+	rogueID := newIdentity(t, rogueCA, rogueCA, "node1")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newStreamLayer(ln, ln.Addr().String(), rogueID, time.Second, testLogger(t))
+	t.Cleanup(func() { s.Close() })
+	ctx := ctxT(t, 3*time.Second)
+	err = n.VerifyPeer(ctx, ln.Addr().String(), "node1", cluster.Fingerprint(rogueID.Leaf))
+	if err == nil || !strings.Contains(err.Error(), "not from the cluster CA") {
+		t.Fatalf("VerifyPeer(foreign server) = %v, want a CA error", err)
+	}
+}

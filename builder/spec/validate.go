@@ -1,0 +1,227 @@
+package spec
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/mail"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/homecloud/homecloud/boards"
+)
+
+// MaxNodes bounds --nodes: a home cloud, not a data centre, and a typo
+// like 40 for 4 should not start writing forty images.
+const MaxNodes = 32
+
+// BoardLookup finds a board definition by name; boards.Load is one.
+type BoardLookup func(name string) (*boards.Board, error)
+
+var (
+	dnsLabel = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	userName = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
+	fsLabel  = regexp.MustCompile(`^[A-Za-z0-9._-]{1,16}$`)
+)
+
+// reservedUsers are names a Debian base image already uses for system accounts.
+func reservedUsers() []string {
+	return []string{"root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail",
+		"news", "uucp", "proxy", "www-data", "backup", "list", "irc", "gnats", "nobody", "_apt",
+		"messagebus", "sshd", "systemd-network", "systemd-resolve", "systemd-timesync", "polkitd"}
+}
+
+// Validate checks the whole spec before anything is written. Every problem
+// is a *UsageError naming its flag and the fix; all of them are returned
+// together (errors.Join) so one run shows everything to correct.
+func (s *Spec) Validate(lookup BoardLookup) error {
+	var errs []error
+	add := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+
+	board, err := s.validateBoard(lookup)
+	add(err)
+	if s.Nodes < 1 {
+		add(usagef("--nodes", "%d: need at least 1 node", s.Nodes))
+	} else if s.Nodes > MaxNodes {
+		add(usagef("--nodes", "%d: at most %d nodes", s.Nodes, MaxNodes))
+	}
+	add(s.validateName())
+	errs = append(errs, s.validateNetwork()...)
+	add(s.validateDomain())
+	errs = append(errs, s.validateSSHKeys()...)
+	add(s.validateBaseImage(board))
+	add(s.validateOut())
+	add(optionalFile("--k3s-binary", s.K3sBinary))
+	add(optionalFile("--k3s-images", s.K3sImages))
+	add(optionalFile("--test-k3s", s.TestK3s))
+	if s.TestK3s != "" && s.K3sBinary != "" {
+		add(usagef("--test-k3s", "cannot be combined with --k3s-binary: pick one"))
+	}
+	if s.Debs != "" {
+		if fi, err := os.Stat(s.Debs); err != nil {
+			add(usagef("--debs", "%v", err))
+		} else if !fi.IsDir() {
+			add(usagef("--debs", "%s: not a directory: give the directory holding the .debs", s.Debs))
+		}
+	}
+	switch {
+	case !userName.MatchString(s.AdminUser):
+		add(usagef("--admin-user", "%q: want a Linux user name: lower-case letters, digits, _ and -, starting with a letter, at most 32", s.AdminUser))
+	case slices.Contains(reservedUsers(), s.AdminUser):
+		add(usagef("--admin-user", "%q: a system account of the base image: pick another name", s.AdminUser))
+	}
+	if s.DataDisk != "" && !fsLabel.MatchString(s.DataDisk) {
+		add(usagef("--data-disk", "%q: want a file system label of at most 16 letters, digits, '.', '_' or '-'", s.DataDisk))
+	}
+	known := KnownServices()
+	for name := range s.Services {
+		if !slices.Contains(known, name) {
+			add(usagef("--services", "unknown service %q: known services are %s", name, strings.Join(known, ", ")))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Spec) validateBoard(lookup BoardLookup) (*boards.Board, error) {
+	b, err := lookup(s.Board)
+	if err == nil {
+		return b, nil
+	}
+	if s.Board == "" {
+		return nil, usagef("--board", "missing: %v", err)
+	}
+	return nil, &UsageError{Field: "--board", Err: err}
+}
+
+func (s *Spec) validateName() error {
+	if !dnsLabel.MatchString(s.Name) {
+		return usagef("--name", "%q: want a DNS label: lower-case letters, digits and '-', not at either end, e.g. %s", s.Name, DefaultName)
+	}
+	if s.Nodes >= 1 {
+		if longest := s.NodeName(s.Nodes); len(longest) > 63 {
+			return usagef("--name", "%q: node name %s is longer than a DNS label's 63 characters: use a shorter name", s.Name, longest)
+		}
+	}
+	return nil
+}
+
+func (s *Spec) validateDomain() error {
+	if s.Domain == "" {
+		if s.ACMEEmail != "" {
+			return usagef("--acme-email", "%s: needs --domain: Let's Encrypt certifies a domain name", s.ACMEEmail)
+		}
+		return nil
+	}
+	if err := checkDomain(s.Domain); err != nil {
+		return &UsageError{Field: "--domain", Err: fmt.Errorf("%q: %w", s.Domain, err)}
+	}
+	if s.ACMEEmail == "" {
+		return nil
+	}
+	a, err := mail.ParseAddress(s.ACMEEmail)
+	if err != nil || a.Name != "" || a.Address != s.ACMEEmail {
+		return usagef("--acme-email", "%q: want a bare e-mail address such as admin@%s", s.ACMEEmail, s.Domain)
+	}
+	if _, host, _ := strings.Cut(a.Address, "@"); checkDomain(host) != nil {
+		return usagef("--acme-email", "%q: the part after @ is not a domain name", s.ACMEEmail)
+	}
+	return nil
+}
+
+func checkDomain(d string) error {
+	if strings.HasSuffix(d, ".") {
+		return errors.New("drop the trailing dot")
+	}
+	if len(d) > 253 {
+		return errors.New("longer than 253 characters")
+	}
+	labels := strings.Split(strings.ToLower(d), ".")
+	if len(labels) < 2 {
+		return errors.New("want a fully qualified name such as cloud.example.org")
+	}
+	for _, l := range labels {
+		if !dnsLabel.MatchString(l) {
+			return fmt.Errorf("label %q: want letters, digits and '-', not at either end", l)
+		}
+	}
+	if strings.Trim(labels[len(labels)-1], "0123456789") == "" {
+		return errors.New("ends in a number: that is an address, not a domain (addresses go in --vip)")
+	}
+	return nil
+}
+
+func (s *Spec) validateBaseImage(b *boards.Board) error {
+	if s.BaseImage == "" {
+		if b == nil {
+			return nil // the board error says it all
+		}
+		if _, _, err := b.BaseImageURL(); err != nil {
+			return &UsageError{Field: "--base-image", Err: err}
+		}
+		return nil
+	}
+	if !strings.HasSuffix(s.BaseImage, ".img") && !strings.HasSuffix(s.BaseImage, ".img.xz") {
+		return usagef("--base-image", "%s: want a raw disk image, .img or .img.xz", s.BaseImage)
+	}
+	f, err := os.Open(s.BaseImage)
+	if err != nil {
+		return usagef("--base-image", "%v", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return usagef("--base-image", "%v", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return usagef("--base-image", "%s: not a regular file", s.BaseImage)
+	}
+	if strings.HasSuffix(s.BaseImage, ".xz") {
+		xzMagic := []byte{0xfd, '7', 'z', 'X', 'Z', 0x00}
+		head := make([]byte, len(xzMagic))
+		if _, err := f.Read(head); err != nil || !bytes.Equal(head, xzMagic) {
+			return usagef("--base-image", "%s: not xz-compressed: rename it to .img if it is a raw image", s.BaseImage)
+		}
+		return nil
+	}
+	if b != nil && fi.Size() <= b.Disk.RootPartitionStart {
+		return usagef("--base-image", "%s: %d bytes is too small for a %s disk (the root partition starts at %d)",
+			s.BaseImage, fi.Size(), b.Name, b.Disk.RootPartitionStart)
+	}
+	return nil
+}
+
+func (s *Spec) validateOut() error {
+	if s.Out == "" {
+		return usagef("--out", "empty: give the directory for the images, e.g. %s", DefaultOut)
+	}
+	fi, err := os.Stat(s.Out)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil
+	case err != nil:
+		return usagef("--out", "%v", err)
+	case !fi.IsDir():
+		return usagef("--out", "%s: exists and is not a directory", s.Out)
+	}
+	return nil
+}
+
+func optionalFile(field, path string) error {
+	if path == "" {
+		return nil
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return usagef(field, "%v", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return usagef(field, "%s: not a regular file", path)
+	}
+	return nil
+}

@@ -17,7 +17,9 @@ import (
 // Announcer keeps one node's announcement on the LAN.
 type Announcer struct {
 	ifaces   []net.Interface
-	instance string // full instance name, "<instance>._homecloud._tcp.local."
+	short    string // instance name as configured
+	instance string // full instance name, "<short>._homecloud._tcp.local."
+	port     int
 	log      *slog.Logger
 	stop     func() bool // detaches Close from ctx
 
@@ -58,18 +60,16 @@ func Announce(ctx context.Context, cfg Config, info Info) (*Announcer, error) {
 	if err := haveAddress(ifaces); err != nil {
 		return nil, fmt.Errorf("announce: %w", err)
 	}
-	// No IPs given: the responder then answers with the addresses of the
-	// interface each query came in on.
-	server, err := zeroconf.RegisterProxy(instance, Service, Domain, port, info.Name, nil, info.txt(), ifaces, zeroconf.TTL(TTL))
-	if err != nil {
-		return nil, fmt.Errorf("announce %s on %s: %w", instance, ifaceNames(ifaces), err)
-	}
 	a := &Announcer{
 		ifaces:   ifaces,
+		short:    instance,
+		port:     port,
 		instance: instance + "." + Service + "." + Domain,
 		log:      cfg.logger(),
-		server:   server,
 		info:     info,
+	}
+	if a.server, err = a.register(info); err != nil {
+		return nil, fmt.Errorf("announce: %w", err)
 	}
 	a.stop = context.AfterFunc(ctx, a.Close)
 	a.log.Info("mdns: announcing", "instance", instance, "port", port, "interfaces", ifaceNames(ifaces), "state", info.State)
@@ -79,6 +79,13 @@ func Announce(ctx context.Context, cfg Config, info Info) (*Announcer, error) {
 // Update replaces the announced info (e.g. State new → member). Running
 // browses on the LAN report the change within a round trip. The name
 // cannot change: Close and Announce again for that.
+//
+// The fork's Server.SetText is not used: it swaps the TXT slice under the
+// responder goroutines without a lock (a data race the race detector
+// reports), and browses drop the bare TXT packet it sends. Update starts a
+// new responder instead, withdraws the old one and asks the new one for its
+// full record set: browses see the node vanish and come back with the new
+// TXT within milliseconds; a Watcher's Changed fires for both.
 func (a *Announcer) Update(info Info) error {
 	if err := info.validate(); err != nil {
 		return fmt.Errorf("announce update: %w", err)
@@ -91,15 +98,30 @@ func (a *Announcer) Update(info Info) error {
 	if info.Name != a.info.Name {
 		return fmt.Errorf("announce update: name %q → %q: Close and Announce again to rename", a.info.Name, info.Name)
 	}
-	a.server.SetText(info.txt())
-	a.info = info
-	// SetText's bare TXT announcement is ignored by browses (it carries no
-	// address records): ask our own responder for the full record set.
+	// Start the new responder first: if that fails the old one stays.
+	server, err := a.register(info)
+	if err != nil {
+		return fmt.Errorf("announce update: %w", err)
+	}
+	a.server.Shutdown()
+	a.server, a.info = server, info
+	// The new responder's own announcements start only after its probes
+	// (≈ 1 s); a query makes it answer at once.
 	if err := queryInstance(a.ifaces, a.instance); err != nil {
-		return fmt.Errorf("announce update: browses see it at their next query (≤ 60 s): %w", err)
+		a.log.Warn("mdns: update announced, but peers see it only after ≈ 1 s", "err", err)
 	}
 	a.log.Info("mdns: announcement updated", "instance", a.instance, "state", info.State)
 	return nil
+}
+
+func (a *Announcer) register(info Info) (*zeroconf.Server, error) {
+	// No IPs given: the responder then answers with the addresses of the
+	// interface each query came in on, so they follow DHCP changes.
+	s, err := zeroconf.RegisterProxy(a.short, Service, Domain, a.port, info.Name, nil, info.txt(), a.ifaces, zeroconf.TTL(TTL))
+	if err != nil {
+		return nil, fmt.Errorf("announce %s on %s: %w", a.short, ifaceNames(a.ifaces), err)
+	}
+	return s, nil
 }
 
 // Close sends the goodbye and stops answering. It is safe to call twice.

@@ -18,10 +18,9 @@
 //     1.5–2.5× up to 60 s: bounded traffic, and every answer refreshes the
 //     entries' expiry well within TTL.
 //   - A browse only reports an entry from a packet that also carries its
-//     address records, so the bare TXT announcement Server.SetText sends is
-//     dropped by it. Announcer.Update therefore also sends a query for its
-//     own instance name, which makes its responder multicast the full record
-//     set that every browse reports as a change.
+//     address records, so the bare TXT announcement of Server.SetText is
+//     dropped by it; SetText also races with the responder goroutines. See
+//     Announcer.Update for what is done instead.
 //   - Close sends the goodbye (TTL 0) once; browses report it as a removal.
 //     If that packet is lost, the peer expires after TTL.
 //

@@ -183,7 +183,9 @@ func TestWatcherState(t *testing.T) {
 	step("name clash, newer wins", func() { w.upsert(entry("node2-rogue", clash, "10.77.1.66"), t0.Add(3*time.Second)) }, true, "node1/new", "node2/new", "node3/new")
 	step("removal", func() { w.remove("node1", "test") }, true, "node2/new", "node3/new")
 	step("clash withdrawn, first claim again", func() { w.remove("node2-rogue", "test") }, true, "node2/member", "node3/new")
-	step("turns into another cluster", func() { w.upsert(entry("node3", func() Info { i := derived; i.ClusterID = "beef"; return i }(), "10.77.1.13"), t0) }, true, "node2/member")
+	step("turns into another cluster", func() {
+		w.upsert(entry("node3", func() Info { i := derived; i.ClusterID = "beef"; return i }(), "10.77.1.13"), t0)
+	}, true, "node2/member")
 	step("unknown removal", func() { w.remove("nobody", "test") }, false, "node2/member")
 
 	w.upsert(entry("node3", derived, "10.77.1.13"), t0)

@@ -92,7 +92,8 @@ func (w *Watcher) Peers() []Peer {
 }
 
 // Changed receives a value after the peers changed; several changes
-// between two reads make one value. Call Peers to see the new state.
+// between two reads make one value. Call Peers to see the new state. It is
+// closed when the Watcher stops (its ctx is done); Peers is empty then.
 func (w *Watcher) Changed() <-chan struct{} { return w.changed }
 
 func (w *Watcher) notify() {
@@ -106,6 +107,12 @@ func (w *Watcher) notify() {
 // its sockets (no IPv6, interface gone) is retried with IPv4 only and then
 // after a growing pause, so a late network does not end discovery.
 func (w *Watcher) run(ctx context.Context, ifaces []net.Interface) {
+	defer func() {
+		w.mu.Lock()
+		clear(w.entries)
+		w.mu.Unlock()
+		close(w.changed)
+	}()
 	wait := retryMin
 	for ctx.Err() == nil {
 		err := w.browse(ctx, ifaces, zeroconf.IPv4AndIPv6)

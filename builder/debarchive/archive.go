@@ -45,7 +45,8 @@ type Package struct {
 	Size         int64
 	SHA256       string
 
-	depends string // Pre-Depends and Depends, joined
+	depends   string // Pre-Depends and Depends, joined
+	essential bool
 }
 
 // DebName is the .deb's file name ("keepalived_1%3a2.2.7-1+b2_arm64.deb").
@@ -93,7 +94,7 @@ func (a *Archive) loadIndex(ctx context.Context) (*index, error) {
 	if err != nil {
 		return nil, err
 	}
-	url := a.distURL(name)
+	url := a.distURL(escapePath(name))
 	if rel.AcquireByHash == "yes" {
 		// by-hash names never change content, so a mirror update between
 		// InRelease and this request cannot hand us a newer index.
@@ -115,6 +116,7 @@ type indexEntry struct {
 	Depends                                                    string
 	PreDepends                                                 string `control:"Pre-Depends"`
 	Provides                                                   string
+	Essential                                                  string
 }
 
 func parseIndex(file, ext string) (*index, error) {
@@ -166,7 +168,7 @@ func (idx *index) add(e indexEntry) error {
 	p := &Package{
 		Name: e.Package, Version: e.Version, Architecture: e.Architecture, Priority: e.Priority,
 		Filename: e.Filename, Size: size, SHA256: strings.ToLower(e.SHA256),
-		depends: joinDeps(e.PreDepends, e.Depends),
+		depends: joinDeps(e.PreDepends, e.Depends), essential: e.Essential == "yes",
 	}
 	if old, ok := idx.pkgs[p.Name]; ok && newer(old.Version, p.Version) {
 		return nil

@@ -29,7 +29,7 @@ type release struct {
 	ValidUntil    string `control:"Valid-Until"`
 	Architectures string
 	Components    string
-	AcquireByHash string                    `control:"Acquire-By-Hash"`
+	AcquireByHash string                   `control:"Acquire-By-Hash"`
 	SHA256        []control.SHA256FileHash `delim:"\n" strip:"\n\r\t "`
 }
 

@@ -3,6 +3,7 @@ package debarchive
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 
@@ -17,11 +18,16 @@ import (
 // It is deliberately smaller than apt, because the result is installed
 // with dpkg onto a known Debian/Armbian base, not onto an empty system:
 //
-//   - Dependencies of Priority required or important are skipped, and so
-//     are their own dependencies: every Debian and Armbian base has them
-//     (libc6, debconf, …). A package named explicitly is always included.
-//   - Of alternatives (a | b) the first that the index has, as a package or
-//     as a virtual package some package Provides, is taken.
+//   - Dependencies that belong to the base system are skipped: packages of
+//     Priority required or important or marked Essential, and everything
+//     they depend on. Every Debian and Armbian base has them. The closure
+//     matters: since bookworm, libraries such as libc6, libssl3 and zlib1g
+//     are Priority optional and are in every base only because required
+//     packages depend on them. A package named explicitly is always
+//     included.
+//   - Of alternatives (a | b) none is added when one is already in the base
+//     or the result; otherwise the first that the index has, as a package
+//     or as a virtual package some package Provides, is taken.
 //   - Version constraints are ignored: the index has one version per
 //     package (the newest is kept), and within one suite it is the one the
 //     others were built against.
@@ -34,12 +40,89 @@ func (a *Archive) Resolve(ctx context.Context, names []string) ([]Package, error
 	return idx.resolve(names, a.where())
 }
 
-func (a *Archive) where() string {
-	return fmt.Sprintf("%s %s %s/%s", a.BaseURL, a.Suite, a.Component, a.Arch)
+// baseSet is what every Debian system with the packages of Priority
+// required or important (or marked Essential) installed must have. It is
+// conservative: where a dependency has alternatives and none is in the set
+// yet, no alternative is added, because the base may have either and a
+// package wrongly taken for granted would break the install.
+func (idx *index) baseSet() (map[string]bool, error) {
+	base := map[string]bool{}
+	for _, p := range idx.pkgs {
+		if p.Priority == "required" || p.Priority == "important" || p.essential {
+			base[p.Name] = true
+		}
+	}
+	// Repeat until nothing changes: a later addition can settle an
+	// alternative an earlier pass left open.
+	for changed := true; changed; {
+		changed = false
+		for name := range base {
+			deps, err := idx.deps(idx.pkgs[name])
+			if err != nil {
+				return nil, err
+			}
+			for _, rel := range deps {
+				if idx.satisfied(rel, base) || len(rel.Possibilities) != 1 {
+					continue
+				}
+				if dep := idx.sole(rel.Possibilities[0].Name); dep != nil && !base[dep.Name] {
+					base[dep.Name] = true
+					changed = true
+				}
+			}
+		}
+	}
+	return base, nil
+}
+
+// deps parses Pre-Depends and Depends.
+func (idx *index) deps(p *Package) ([]dependency.Relation, error) {
+	if p == nil || p.depends == "" {
+		return nil, nil
+	}
+	d, err := dependency.Parse(p.depends)
+	if err != nil {
+		return nil, fmt.Errorf("package %s: bad Depends %q: %w", p.Name, p.depends, err)
+	}
+	return d.Relations, nil
+}
+
+// satisfied reports whether a package of set meets one of rel's
+// alternatives, itself or as a provider. ("perl:any" names perl: the arch
+// qualifier does not matter for one-architecture installs.)
+func (idx *index) satisfied(rel dependency.Relation, set map[string]bool) bool {
+	for _, poss := range rel.Possibilities {
+		if set[poss.Name] {
+			return true
+		}
+		for _, prov := range idx.providers[poss.Name] {
+			if set[prov] {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// sole is the package a name must mean: the real package, or the only
+// provider of a virtual one.
+func (idx *index) sole(name string) *Package {
+	if p := idx.pkgs[name]; p != nil {
+		return p
+	}
+	if provs := idx.providers[name]; len(provs) == 1 {
+		return idx.pkgs[provs[0]]
+	}
+	return nil
 }
 
 func (idx *index) resolve(names []string, where string) ([]Package, error) {
+	base, err := idx.baseSet()
+	if err != nil {
+		return nil, err
+	}
 	chosen := map[string]*Package{}
+	inChosen := map[string]bool{}
 	var queue []*Package
 	for _, name := range names {
 		p := idx.lookup(name)
@@ -48,28 +131,30 @@ func (idx *index) resolve(names []string, where string) ([]Package, error) {
 		}
 		if chosen[p.Name] == nil {
 			chosen[p.Name] = p
+			inChosen[p.Name] = true
 			queue = append(queue, p)
 		}
 	}
 	for len(queue) > 0 {
 		p := queue[0]
 		queue = queue[1:]
-		if p.depends == "" {
-			continue
-		}
-		deps, err := dependency.Parse(p.depends)
+		deps, err := idx.deps(p)
 		if err != nil {
-			return nil, fmt.Errorf("package %s: bad Depends %q: %w", p.Name, p.depends, err)
+			return nil, err
 		}
-		for _, rel := range deps.Relations {
+		for _, rel := range deps {
+			if idx.satisfied(rel, base) || idx.satisfied(rel, inChosen) {
+				continue
+			}
 			dep := idx.pick(rel)
 			if dep == nil {
 				return nil, fmt.Errorf("package %s depends on %s, which %s lacks", p.Name, relationString(rel), where)
 			}
-			if chosen[dep.Name] != nil || isBase(dep) {
+			if chosen[dep.Name] != nil || base[dep.Name] {
 				continue
 			}
 			chosen[dep.Name] = dep
+			inChosen[dep.Name] = true
 			queue = append(queue, dep)
 		}
 	}
@@ -97,17 +182,11 @@ func (idx *index) lookup(name string) *Package {
 
 func (idx *index) pick(rel dependency.Relation) *Package {
 	for _, poss := range rel.Possibilities {
-		// "perl:any" names perl; the arch qualifier does not matter for
-		// one-architecture installs.
 		if p := idx.lookup(poss.Name); p != nil {
 			return p
 		}
 	}
 	return nil
-}
-
-func isBase(p *Package) bool {
-	return p.Priority == "required" || p.Priority == "important"
 }
 
 func relationString(rel dependency.Relation) string {
@@ -129,7 +208,7 @@ func (a *Archive) Download(ctx context.Context, pkgs []Package) ([]string, error
 	for _, p := range pkgs {
 		file, err := a.Cache.GetInput(ctx, fetch.Input{
 			Name:   fmt.Sprintf("%s %s (%s)", p.Name, p.Version, p.Architecture),
-			URL:    strings.TrimSuffix(a.BaseURL, "/") + "/" + p.Filename,
+			URL:    strings.TrimSuffix(a.BaseURL, "/") + "/" + escapePath(p.Filename),
 			SHA256: p.SHA256,
 			Flag:   "--debs",
 		})
@@ -139,4 +218,18 @@ func (a *Archive) Download(ctx context.Context, pkgs []Package) ([]string, error
 		paths = append(paths, file)
 	}
 	return paths, nil
+}
+
+func (a *Archive) where() string {
+	return fmt.Sprintf("%s %s %s/%s", a.BaseURL, a.Suite, a.Component, a.Arch)
+}
+
+// escapePath makes an archive path safe in a URL: a file name may hold a
+// literal "%" (an epoch written "%3a") that a server would otherwise decode.
+func escapePath(p string) string {
+	segs := strings.Split(p, "/")
+	for i, s := range segs {
+		segs[i] = url.PathEscape(s)
+	}
+	return strings.Join(segs, "/")
 }

@@ -167,10 +167,10 @@ func (l *lan) start(ctx context.Context, n *node) {
 }
 
 // waitFor waits until ok holds for the latest views, or fails the test
-// after a deadline generous enough for lost packets and re-queries.
-func (l *lan) waitFor(what string, ok func(views map[string][]Peer) bool) time.Duration {
+// after a deadline generous enough for lost packets and re-queries. It
+// returns the time since since.
+func (l *lan) waitFor(what string, since time.Time, ok func(views map[string][]Peer) bool) time.Duration {
 	l.t.Helper()
-	start := time.Now()
 	deadline := time.After(15 * time.Second)
 	for {
 		l.mu.Lock()
@@ -182,7 +182,7 @@ func (l *lan) waitFor(what string, ok func(views map[string][]Peer) bool) time.D
 		slices.Sort(snapshot)
 		l.mu.Unlock()
 		if done {
-			return time.Since(start)
+			return time.Since(since)
 		}
 		select {
 		case <-l.updated:
@@ -261,17 +261,18 @@ func TestLAN(t *testing.T) {
 		}
 	}
 
+	t0 := time.Now()
 	for _, n := range nodes {
 		l.start(ctx, n)
 	}
 	// Every node sees the cluster including itself: that is what the LAN
 	// shows, and it proves the node's own announcements go out.
-	d := l.waitFor("members see each other", allSee(members, want(members...)))
-	t.Logf("discovery of all 3 members (incl. self) took %v after starting the processes", d.Round(time.Millisecond))
-	l.waitFor("intruder sees itself", allSee([]*node{intruder}, []string{fmt.Sprintf("intruder@%s:7373/new", intruder.host.Addr)}))
+	d := l.waitFor("members see each other", t0, allSee(members, want(members...)))
+	t.Logf("discovery of all 3 members (incl. self) took %v from starting the first process", d.Round(time.Millisecond))
+	l.waitFor("intruder sees itself", time.Now(), allSee([]*node{intruder}, []string{fmt.Sprintf("intruder@%s:7373/new", intruder.host.Addr)}))
 
 	fmt.Fprintln(members[0].stdin, "member")
-	d = l.waitFor("node1's update is seen", func(v map[string][]Peer) bool {
+	d = l.waitFor("node1's update is seen", time.Now(), func(v map[string][]Peer) bool {
 		for _, n := range members[1:] {
 			if vs := v[n.name]; len(vs) == 0 || vs[0].Name != "node1" || vs[0].State != StateMember {
 				return false
@@ -282,7 +283,7 @@ func TestLAN(t *testing.T) {
 	t.Logf("update new→member reached both peers in %v", d.Round(time.Millisecond))
 
 	fmt.Fprintln(members[2].stdin, "close")
-	d = l.waitFor("node3 disappears after Close", func(v map[string][]Peer) bool {
+	d = l.waitFor("node3 disappears after Close", time.Now(), func(v map[string][]Peer) bool {
 		for _, n := range members[:2] {
 			if got := v[n.name]; len(got) != 2 || got[0].Name != "node1" || got[1].Name != "node2" {
 				return false
@@ -292,8 +293,9 @@ func TestLAN(t *testing.T) {
 	})
 	t.Logf("removal after Close reached both peers in %v", d.Round(time.Millisecond))
 
+	t0 = time.Now()
 	l.start(ctx, members[2])
-	d = l.waitFor("node3 reappears after a restart", func(v map[string][]Peer) bool {
+	d = l.waitFor("node3 reappears after a restart", t0, func(v map[string][]Peer) bool {
 		for _, n := range members[:2] {
 			if got := v[n.name]; len(got) != 3 || got[2].Name != "node3" || got[2].RaftAddr != members[2].host.Addr.String()+":7373" {
 				return false
@@ -321,6 +323,7 @@ func TestLAN(t *testing.T) {
 func TestLANWithoutDefaultRoute(t *testing.T) {
 	ctx, lab, l := newLAN(t, "10.77.54.0/24")
 	var nodes []*node
+	t0 := time.Now()
 	for _, name := range []string{"node1", "node2"} {
 		h, err := lab.AddHost(ctx, name)
 		if err != nil {
@@ -342,10 +345,10 @@ func TestLANWithoutDefaultRoute(t *testing.T) {
 			return slices.Equal(summary(v["node1"]), want) && slices.Equal(summary(v["node2"]), want)
 		}
 	}
-	d := l.waitFor("both nodes see each other without a default route", both(StateNew))
-	t.Logf("discovery of 2 nodes without a default route took %v", d.Round(time.Millisecond))
+	d := l.waitFor("both nodes see each other without a default route", t0, both(StateNew))
+	t.Logf("discovery of 2 nodes without a default route took %v from adding the first host", d.Round(time.Millisecond))
 	fmt.Fprintln(nodes[0].stdin, "member")
-	d = l.waitFor("node1's update is seen without a default route", both(StateMember))
+	d = l.waitFor("node1's update is seen without a default route", time.Now(), both(StateMember))
 	t.Logf("update without a default route took %v", d.Round(time.Millisecond))
 }
 

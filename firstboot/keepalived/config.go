@@ -7,7 +7,8 @@
 // connection a second time for nothing gained. VRRPv3 allows sub-second
 // adverts: with advert_int 0.1 the VIP moves ≈ 0.3 s after its holder dies
 // (≈ 3.6 s with VRRPv2's 1 s). Peers are unicast, from the raft membership,
-// so nothing depends on multicast reaching every board.
+// so nothing depends on multicast reaching every board. The check starts as
+// failed (init_fail): a node claims the VIP only once its k3s has answered.
 package keepalived
 
 import (
@@ -88,6 +89,7 @@ vrrp_script chk_k3s {
     fall 2
     rise 1
     timeout 2
+    init_fail
 }
 
 vrrp_instance homecloud {

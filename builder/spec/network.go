@@ -6,18 +6,7 @@ import (
 	"strings"
 )
 
-// Addressing decisions (documented in -help and the README):
-//
-//   - Static (--network CIDR): --gateway and --first-ip are required. No
-//     default first-ip is guessed: a guess inside the router's DHCP pool
-//     gives two machines one address, which is miserable to debug. Node N
-//     gets first-ip+N-1; the range must not contain the gateway or the VIP
-//     (an error, not a silent skip, so addresses stay predictable).
-//   - DHCP (--network dhcp, the default): --gateway and --first-ip are
-//     errors (the router hands them out). --vip is optional; if given it
-//     must carry its prefix (192.168.1.250/24), since keepalived needs the
-//     subnet and nothing else names it. Without a VIP the cluster is
-//     reached at any node's address.
+// The addressing rules are in the package documentation (spec.go).
 
 // Static reports whether nodes get static addresses.
 func (s *Spec) Static() bool { return s.Network != "" && s.Network != "dhcp" }

@@ -1,6 +1,21 @@
 // Package spec is the cluster the user asked for: parsed from the command
 // line and an optional YAML file, and validated as a whole before the
 // builder writes anything.
+//
+// Addressing:
+//
+//   - Static (--network CIDR): --gateway and --first-ip are required. No
+//     default first-ip is guessed: a guess inside the router's DHCP pool
+//     gives two machines one address, which is miserable to debug. Node N
+//     gets first-ip+N-1; the range must not contain the gateway or the VIP
+//     (an error, not a silent skip, so addresses stay predictable).
+//   - DHCP (--network dhcp, the default): --gateway and --first-ip are
+//     errors (the router hands them out). --vip is optional; if given it
+//     must carry its prefix (192.168.1.250/24), since keepalived needs the
+//     subnet and nothing else names it. Without a VIP the cluster is
+//     reached at any node's address.
+//
+// At least one --ssh-key is required: password logins are off on the nodes.
 package spec
 
 import (

@@ -322,6 +322,22 @@ func TestReconcileRejectsRogues(t *testing.T) {
 	if !slices.Equal(ids, []string{"node1", "node2"}) {
 		t.Fatalf("members %v, want node1 and node2 only", ids)
 	}
+
+	// Hijack attempts: a member's name announced at another address.
+	for _, hijack := range []Peer{
+		{ID: "node2", Addr: rogue.Addr(), Fingerprint: rogue.Self(9).Fingerprint, Index: 2}, // foreign CA
+		{ID: "node2", Addr: sp.Addr, Fingerprint: sp.Fingerprint, Index: 2},                 // another member's cert
+	} {
+		if err := leader.Reconcile(ctx, []Peer{hijack}); err == nil {
+			t.Errorf("Reconcile accepted node2 moving to %s", hijack.Addr)
+		}
+	}
+	ms, _ = leader.Members()
+	for _, m := range ms {
+		if m.ID == "node2" && m.Addr != good.Addr() {
+			t.Fatalf("node2 hijacked: now at %s, want %s", m.Addr, good.Addr())
+		}
+	}
 }
 
 func TestForeignCertNodeCannotJoin(t *testing.T) {

@@ -2,9 +2,11 @@ package consensus
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log"
 	"log/slog"
+	"slices"
 	"strings"
 
 	"github.com/hashicorp/go-hclog"
@@ -55,7 +57,20 @@ func (s *slogLogger) Log(level hclog.Level, msg string, args ...any) {
 	if level == hclog.Off || !s.l.Enabled(context.Background(), lv) {
 		return
 	}
-	s.l.Log(context.Background(), lv, msg, args...)
+	s.l.Log(context.Background(), lv, msg, formatArgs(args)...)
+}
+
+// formatArgs renders hclog.Fmt values, which slog would print as a raw slice.
+func formatArgs(args []any) []any {
+	args = slices.Clone(args) // the caller may have passed its own slice
+	for i, a := range args {
+		if f, ok := a.(hclog.Format); ok && len(f) > 0 {
+			if format, ok := f[0].(string); ok {
+				args[i] = fmt.Sprintf(format, f[1:]...)
+			}
+		}
+	}
+	return args
 }
 
 func (s *slogLogger) Trace(msg string, args ...any) { s.Log(hclog.Trace, msg, args...) }

@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 
 	"github.com/homecloud/homecloud/firstboot/plan"
@@ -156,5 +158,21 @@ func TestApplyPlanRejectsInvalidPlan(t *testing.T) {
 	defer cancel()
 	if _, err := leader.WaitPlan(wctx); err == nil {
 		t.Fatal("WaitPlan returned a plan none committed")
+	}
+}
+
+func TestHCLogAdapter(t *testing.T) {
+	var buf bytes.Buffer
+	l := newHCLog(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	l.Named("raft").Named("x").Info("initial configuration", "servers", hclog.Fmt("%+v", []int{1, 2}))
+	l.Debug("hidden")
+	got := buf.String()
+	for _, want := range []string{"logger=raft.x", `servers="[1 2]"`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("log line %q lacks %q", got, want)
+		}
+	}
+	if strings.Contains(got, "hidden") || l.IsDebug() || !l.IsInfo() {
+		t.Errorf("levels not honoured: IsDebug %t IsInfo %t, output %q", l.IsDebug(), l.IsInfo(), got)
 	}
 }

@@ -73,7 +73,10 @@ func (m *ExecManager) Start(ctx context.Context, unit string) error {
 	defer logf.Close() // the child holds its own descriptor
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Children die with the node service: where Exec stands in for systemd
+	// (tests), a killed node service is a node losing power, and a unit
+	// left behind would hold its ports against the restarted node.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s (%s): %w", unit, argv[0], err)
 	}

@@ -68,6 +68,8 @@ type Node struct {
 	ACMEEmail string  `json:"acme_email,omitempty"`
 	// DataDisk is the file system label of the NAS data disk, if any.
 	DataDisk string `json:"data_disk,omitempty"`
+	// DataDiskNode is the node the data disk is plugged into.
+	DataDiskNode string `json:"data_disk_node,omitempty"`
 	// HoldPackages are the board's kernel/boot packages to apt-mark hold.
 	HoldPackages []string        `json:"hold_packages,omitempty"`
 	Members      []Member        `json:"members,omitempty"`

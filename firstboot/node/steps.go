@@ -1,0 +1,290 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/homecloud/homecloud/firstboot/consensus"
+	"github.com/homecloud/homecloud/firstboot/discovery"
+	"github.com/homecloud/homecloud/firstboot/netcfg"
+	"github.com/homecloud/homecloud/firstboot/osprep"
+	"github.com/homecloud/homecloud/firstboot/plan"
+	"github.com/homecloud/homecloud/firstboot/status"
+	"github.com/homecloud/homecloud/internal/cluster"
+)
+
+// network: the one-time OS preparation, then wait for the LAN address.
+func (n *Node) network(ctx context.Context) error {
+	if n.opts.PrepOS && !n.prog.Prepared {
+		p := &osprep.Prep{Root: n.opts.Root, Logger: n.log}
+		if err := p.Hostname(ctx, n.cfg.Name); err != nil {
+			return err
+		}
+		if _, err := p.InstallDebs(ctx, cluster.DebsDir); err != nil {
+			return err
+		}
+		if _, err := p.Hold(ctx, n.cfg.HoldPackages); err != nil {
+			return err
+		}
+		if err := p.SwapOff(ctx); err != nil {
+			return err
+		}
+		n.prog.Prepared = true
+		if err := n.prog.save(n.opts.StateDir); err != nil {
+			return err
+		}
+	}
+	var want netip.Addr
+	if n.cfg.Network.Mode == "static" {
+		want = netip.MustParsePrefix(n.cfg.Network.Address).Addr() // validated by LoadNode
+	}
+	iface, addr, err := netcfg.Wait(ctx, netcfg.Config{Interface: n.opts.Interface, Want: want, Logger: n.log, ProbeAfter: 30 * time.Second})
+	if err != nil {
+		return err
+	}
+	n.iface, n.addr = iface, addr
+	n.log.Info("address up", "interface", iface, "addr", addr)
+	go func() {
+		if err := n.board.Serve(ctx, n.statusAddr()); err != nil {
+			n.log.Error("status endpoint", "err", err)
+		}
+	}()
+	return nil
+}
+
+// discover: open raft (peers verify us by dialling its port), announce
+// ourselves and browse for the peers of our cluster.
+func (n *Node) discover(ctx context.Context) error {
+	r, err := consensus.Open(ctx, consensus.Config{
+		Dir: filepath.Join(n.opts.StateDir, "raft"), Bind: n.raftAddr(), Advertise: n.raftAddr(),
+		ID: n.cfg.Name, Identity: n.id, Logger: n.log,
+	})
+	if err != nil {
+		return err
+	}
+	n.raft = r
+	dcfg := discovery.Config{Interfaces: ifaces(n.iface), Instance: n.cfg.Name, Port: n.opts.RaftPort, Logger: n.log}
+	if n.ann, err = discovery.Announce(ctx, dcfg, n.info()); err != nil {
+		return err
+	}
+	if n.watcher, err = discovery.Watch(ctx, dcfg, n.cfg.ClusterID); err != nil {
+		return err
+	}
+	if n.raft.HasState() {
+		return nil // a member already: peers are in raft's configuration
+	}
+	start := time.Now()
+	for {
+		seen := len(n.others())
+		n.board.Update(func(v *status.View) { v.Peers = n.viewPeers() })
+		if seen+1 >= n.cfg.Expect || n.anyMember() {
+			n.log.Info("peers found", "seen", seen, "expect", n.cfg.Expect, "after", time.Since(start).Round(time.Millisecond))
+			return nil
+		}
+		if n.opts.QuorumAfter > 0 && time.Since(start) > n.opts.QuorumAfter && seen+1 > n.cfg.Expect/2 {
+			n.log.Warn("bootstrapping with a quorum: not every node showed up", "seen", seen+1, "expect", n.cfg.Expect)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %d peers (seen %d): %w", n.cfg.Expect-1, seen, ctx.Err())
+		case <-n.watcher.Changed():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func ifaces(name string) []string {
+	if name == "" {
+		return nil
+	}
+	return []string{name}
+}
+
+func (n *Node) info() discovery.Info {
+	st := discovery.StateNew
+	if n.raft != nil && n.raft.HasState() {
+		st = discovery.StateMember
+	}
+	return discovery.Info{
+		ClusterID: n.cfg.ClusterID, Name: n.cfg.Name, RaftAddr: n.raftAddr(),
+		Fingerprint: cluster.Fingerprint(n.id.Leaf), State: st, StatusAddr: n.statusAddr(),
+	}
+}
+
+// others are the peers of our cluster seen over mDNS, without ourselves.
+func (n *Node) others() []discovery.Peer {
+	var out []discovery.Peer
+	for _, p := range n.watcher.Peers() {
+		if p.Name != n.cfg.Name {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func (n *Node) anyMember() bool {
+	for _, p := range n.others() {
+		if p.State == discovery.StateMember {
+			return true
+		}
+	}
+	return false
+}
+
+func (n *Node) viewPeers() []status.Peer {
+	var out []status.Peer
+	for _, p := range n.others() {
+		out = append(out, status.Peer{Name: p.Name, RaftAddr: p.RaftAddr, State: p.State})
+	}
+	return out
+}
+
+var indexRE = regexp.MustCompile(`node(\d+)$`)
+
+// indexOf gives a node's 1-based index from its name (<cluster>-node<N>),
+// which the builder makes; 0 when the name has another form.
+func indexOf(name string) int {
+	m := indexRE.FindStringSubmatch(name)
+	if m == nil {
+		return 0
+	}
+	i, _ := strconv.Atoi(m[1])
+	return i
+}
+
+// verifiedPeers are the mDNS peers that proved, by a TLS handshake against
+// the cluster CA, that they hold the certificate they announce. mDNS is
+// unauthenticated: nothing else from it is trusted.
+func (n *Node) verifiedPeers(ctx context.Context) []consensus.Peer {
+	var out []consensus.Peer
+	for _, p := range n.others() {
+		n.mu.Lock()
+		ok := n.verified[p.Name] == p.Fingerprint
+		n.mu.Unlock()
+		if !ok {
+			vctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			err := n.raft.VerifyPeer(vctx, p.RaftAddr, p.Name, p.Fingerprint)
+			cancel()
+			if err != nil {
+				n.log.Warn("peer refused", "peer", p.Name, "addr", p.RaftAddr, "err", err)
+				continue
+			}
+			n.mu.Lock()
+			n.verified[p.Name] = p.Fingerprint
+			n.mu.Unlock()
+		}
+		out = append(out, consensus.Peer{ID: p.Name, Addr: p.RaftAddr, Fingerprint: p.Fingerprint,
+			Index: indexOf(p.Name), HasState: p.State == discovery.StateMember})
+	}
+	return out
+}
+
+// agree: bootstrap raft with every expected node (Consul's
+// bootstrap_expect), or wait for the leader to add us.
+func (n *Node) agree(ctx context.Context) error {
+	self := n.raft.Self(n.cfg.Index)
+	for !n.inConfig() {
+		if !n.raft.HasState() && !n.prog.Bootstrapped {
+			peers := n.verifiedPeers(ctx)
+			quorumOK := n.opts.QuorumAfter > 0 && len(peers)+1 > n.cfg.Expect/2
+			expect := n.cfg.Expect
+			if quorumOK && len(peers)+1 < expect {
+				expect = len(peers) + 1
+			}
+			if consensus.ShouldBootstrap(self, peers, expect) {
+				if err := n.raft.Bootstrap(append([]consensus.Peer{self}, peers...)); err != nil {
+					return err
+				}
+				n.prog.Bootstrapped = true
+				n.board.Update(func(v *status.View) { v.Bootstrap = true })
+				if err := n.prog.save(n.opts.StateDir); err != nil {
+					return err
+				}
+				n.log.Info("bootstrapped raft", "members", len(peers)+1)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting to join the raft group: %w", ctx.Err())
+		case <-n.watcher.Changed():
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	if _, err := n.raft.WaitLeader(ctx); err != nil {
+		return err
+	}
+	if err := n.ann.Update(n.info()); err != nil {
+		n.log.Warn("announce member state", "err", err)
+	}
+	go n.leaderLoop(ctx)
+	return nil
+}
+
+func (n *Node) inConfig() bool {
+	ms, err := n.raft.Members()
+	if err != nil {
+		return false
+	}
+	for _, m := range ms {
+		if m.ID == n.cfg.Name {
+			return true
+		}
+	}
+	return false
+}
+
+// leaderLoop runs on every node for its life and acts only while it leads:
+// it adds verified newcomers and commits the plan for the membership.
+func (n *Node) leaderLoop(ctx context.Context) {
+	every(ctx, time.Second, func() {
+		if !n.raft.IsLeader() {
+			return
+		}
+		if err := n.raft.Reconcile(ctx, n.verifiedPeers(ctx)); err != nil {
+			n.log.Warn("reconcile membership", "err", err)
+		}
+		ms, err := n.raft.Members()
+		if err != nil {
+			return
+		}
+		members := make([]plan.Member, 0, len(ms))
+		for _, m := range ms {
+			host, _, _ := net.SplitHostPort(m.Addr)
+			members = append(members, plan.Member{Name: m.ID, Index: indexOf(m.ID), Address: host})
+		}
+		want := plan.Compute(members, n.dataDiskNode())
+		if cur, ok := n.raft.Plan(); ok && cur.Equal(want) {
+			return
+		}
+		if err := n.raft.ApplyPlan(ctx, want); err != nil {
+			n.log.Warn("commit plan", "err", err)
+			return
+		}
+		n.log.Info("plan committed", "servers", want.Servers, "agents", want.Agents, "cluster_init", want.ClusterInit)
+	})
+}
+
+// dataDiskNode is the node the builder named for the NAS data disk.
+func (n *Node) dataDiskNode() string { return n.cfg.DataDiskNode }
+
+// roles: wait until the committed plan includes this node.
+func (n *Node) roles(ctx context.Context) error {
+	for {
+		if p, ok := n.raft.Plan(); ok && p.Role(n.cfg.Name) != "" {
+			n.setPlan(p)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for a plan that includes %s: %w", n.cfg.Name, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,230 @@
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/homecloud/homecloud/firstboot/k3s"
+	"github.com/homecloud/homecloud/firstboot/plan"
+	"github.com/homecloud/homecloud/firstboot/status"
+	"github.com/homecloud/homecloud/internal/cluster"
+)
+
+func (n *Node) setPlan(p plan.Plan) {
+	b, _ := json.Marshal(p)
+	n.board.Update(func(v *status.View) { v.Plan = b; v.Role = p.Role(n.cfg.Name) })
+}
+
+// addrOf maps plan members to their addresses from the raft configuration.
+func (n *Node) addrOf() (map[string]netip.Addr, error) {
+	ms, err := n.raft.Members()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]netip.Addr{}
+	for _, m := range ms {
+		host, _, err := net.SplitHostPort(m.Addr)
+		if err != nil {
+			continue
+		}
+		if a, err := netip.ParseAddr(host); err == nil {
+			out[m.ID] = a
+		}
+	}
+	return out, nil
+}
+
+func (n *Node) k3sParams(p plan.Plan) (k3s.Params, error) {
+	token, err := k3s.LoadToken(n.opts.path(cluster.K3sTokenPath))
+	if err != nil {
+		return k3s.Params{}, err
+	}
+	addrs, err := n.addrOf()
+	if err != nil {
+		return k3s.Params{}, err
+	}
+	kp := k3s.Params{
+		Self:       k3s.Node{Name: n.cfg.Name, Addr: n.addr},
+		InitServer: p.ClusterInit,
+		Token:      token,
+		Domain:     n.cfg.Domain,
+		Iface:      n.iface,
+	}
+	if n.opts.Root != "/" {
+		kp.DataDir = n.opts.path(k3s.DataDir)
+	}
+	if n.cfg.VIP != "" {
+		kp.VIP = netip.MustParseAddr(n.cfg.VIP)
+	}
+	for _, s := range p.Servers {
+		a, ok := addrs[s]
+		if !ok {
+			return k3s.Params{}, fmt.Errorf("plan names server %s, which is not in the raft membership", s)
+		}
+		kp.Servers = append(kp.Servers, k3s.Node{Name: s, Addr: a})
+	}
+	return kp, nil
+}
+
+// k3s: write the config for our role and start k3s, the init server
+// first: the others wait for its API before they start.
+func (n *Node) k3s(ctx context.Context) error {
+	p, _ := n.raft.Plan()
+	kp, err := n.k3sParams(p)
+	if err != nil {
+		return err
+	}
+	changed, err := k3s.WriteConfig(n.opts.Root, kp)
+	if err != nil {
+		return err
+	}
+	var initAddr netip.Addr
+	for _, s := range kp.Servers {
+		if s.Name == p.ClusterInit {
+			initAddr = s.Addr
+		}
+	}
+	role := kp.Role()
+	if p.ClusterInit != n.cfg.Name {
+		n.log.Info("waiting for the init server", "server", p.ClusterInit)
+		if err := n.waitAPI(ctx, initAddr, k3s.WaitAnswering); err != nil {
+			return fmt.Errorf("init server %s: %w", p.ClusterInit, err)
+		}
+	}
+	if changed {
+		// A running k3s reads its config only at start.
+		if err := n.opts.Services.Stop(ctx, role.Unit()); err != nil {
+			n.log.Warn("stop k3s for new config", "err", err)
+		}
+	}
+	if err := n.opts.Services.Start(ctx, role.Unit()); err != nil {
+		return fmt.Errorf("start %s: %w", role.Unit(), err)
+	}
+	ready := initAddr
+	if role == k3s.Server {
+		ready = n.addr
+	}
+	if err := n.waitAPI(ctx, ready, k3s.WaitReady); err != nil {
+		return fmt.Errorf("k3s not ready: %w", err)
+	}
+	n.log.Info("k3s ready", "role", role)
+	return nil
+}
+
+// waitAPI polls a k3s API with the credentials k3s leaves on this node,
+// which appear only once k3s has started: retry until they exist.
+func (n *Node) waitAPI(ctx context.Context, addr netip.Addr, wait func(context.Context, string, *tls.Config) error) error {
+	for {
+		cfg, err := k3s.ReadyTLS(n.opts.Root)
+		if err == nil {
+			return wait(ctx, k3s.ReadyzURL(addr), cfg)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last: %v)", ctx.Err(), err)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// deploy: servers write the service stack into k3s' auto-deploy folder,
+// which k3s applies by itself; identical files on every server are
+// harmless, and any server can go on alone.
+func (n *Node) deploy(ctx context.Context) error {
+	p, _ := n.raft.Plan()
+	if p.Role(n.cfg.Name) != "server" {
+		return nil
+	}
+	dir := n.opts.path(k3s.ManifestsDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("manifests dir: %w", err)
+	}
+	docs, err := n.manifests(p)
+	if err != nil {
+		return err
+	}
+	for name, b := range docs {
+		if err := cluster.WriteFileAtomic(filepath.Join(dir, name), b, 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// manifests is the stack to deploy. For now the cluster's own record: a
+// namespace and the plan, which shows in kubectl that the stack landed.
+func (n *Node) manifests(p plan.Plan) (map[string][]byte, error) {
+	pj, err := json.Marshal(p)
+	if err != nil {
+		return nil, err
+	}
+	doc := fmt.Sprintf(`apiVersion: v1
+kind: Namespace
+metadata:
+  name: homecloud
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: homecloud-plan
+  namespace: homecloud
+data:
+  plan.json: %q
+`, pj)
+	return map[string][]byte{"homecloud-00-plan.yaml": []byte(doc)}, nil
+}
+
+// serve: tell systemd we are up and keep the cluster's view current.
+func (n *Node) serve(ctx context.Context) error {
+	n.notify("READY=1")
+	n.notify("STATUS=serving")
+	go n.watchPlan(ctx)
+	go n.watchVIP(ctx)
+	return nil
+}
+
+// watchPlan follows plan changes (a node added or replaced): keepalived's
+// peers and priorities follow the membership.
+func (n *Node) watchPlan(ctx context.Context) {
+	var last plan.Plan
+	every(ctx, time.Second, func() {
+		p, ok := n.raft.Plan()
+		if !ok || p.Equal(last) {
+			return
+		}
+		last = p
+		n.setPlan(p)
+		if err := n.applyVIP(ctx, p); err != nil {
+			n.log.Warn("update keepalived", "err", err)
+		}
+	})
+}
+
+// probe fills the live fields of the status view.
+func (n *Node) probe(ctx context.Context, v *status.View) {
+	if n.raft != nil {
+		v.Leader, _ = n.raft.Leader()
+		if ms, err := n.raft.Members(); err == nil {
+			v.Members = v.Members[:0]
+			for _, m := range ms {
+				v.Members = append(v.Members, status.Member{ID: m.ID, Addr: m.Addr, Voter: m.Voter})
+			}
+		}
+	}
+	if n.watcher != nil {
+		v.Peers = n.viewPeers()
+	}
+	v.HoldsVIP = n.holdsVIP()
+	if v.HoldsVIP {
+		v.VIPHolder = n.cfg.Name
+	} else if v.VIPHolder == n.cfg.Name {
+		v.VIPHolder = ""
+	}
+}

@@ -17,7 +17,7 @@ import (
 	"strings"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
-	"github.com/ulikunitz/xz"
+	"github.com/xi2/xz"
 	"pault.ag/go/debian/control"
 	"pault.ag/go/debian/version"
 
@@ -128,7 +128,7 @@ func parseIndex(file, ext string) (*index, error) {
 	var r io.Reader
 	switch ext {
 	case ".xz":
-		if r, err = xz.NewReader(f); err != nil {
+		if r, err = xz.NewReader(f, 0); err != nil {
 			return nil, fmt.Errorf("Packages index: %w", err)
 		}
 	case ".gz":

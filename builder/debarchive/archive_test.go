@@ -53,10 +53,10 @@ func TestResolveAndDownload(t *testing.T) {
 			if got := names(pkgs); !slices.Equal(got, wantClosure) {
 				t.Fatalf("closure:\n got %q\nwant %q", got, wantClosure)
 			}
-			// xz is preferred when listed; the index comes by hash.
+			// gzip is preferred when listed; the index comes by hash.
 			wantIndex := compression[len(compression)-1]
-			if slices.Contains(compression, ".xz") {
-				wantIndex = ".xz"
+			if slices.Contains(compression, ".gz") {
+				wantIndex = ".gz"
 			}
 			idx := fa.files["/dists/bookworm/main/binary-arm64/Packages"+wantIndex]
 			if !s.asked("/by-hash/SHA256/" + sha(idx)) {
@@ -123,7 +123,7 @@ func TestResolveRefusesBadRelease(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("err = %v, want one containing %q", err, tt.wantErr)
 			}
-			if s.asked("Packages.xz") || slices.ContainsFunc(s.requests(), func(p string) bool { return strings.Contains(p, "by-hash") }) {
+			if slices.ContainsFunc(s.requests(), func(p string) bool { return strings.Contains(p, "binary-arm64") }) {
 				t.Errorf("fetched the index of an untrusted Release: %q", s.requests())
 			}
 		})

@@ -3,6 +3,7 @@ package debarchive
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -61,6 +62,32 @@ func TestRealBookwormKeepalived(t *testing.T) {
 	}
 	if names["libc6"] {
 		t.Error("closure has libc6, which is Priority required")
+	}
+	// The same files, under their Debian names, pass the --debs DIR check.
+	dir := t.TempDir()
+	for i, p := range pkgs {
+		if err := os.Symlink(paths[i], filepath.Join(dir, p.DebName())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	local, err := LocalDebs(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(local) != len(pkgs) {
+		t.Errorf("LocalDebs found %d of %d packages", len(local), len(pkgs))
+	}
+	if out := os.Getenv("HOMECLOUD_DEBS_OUT"); out != "" {
+		// For trying the closure by hand (dpkg -i in a chroot).
+		for i, p := range pkgs {
+			b, err := os.ReadFile(paths[i])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(out, p.DebName()), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 	t.Logf("debs=%d total_bytes=%d resolve_s=%.1f download_s=%.1f", len(pkgs), total, resolved.Seconds(), time.Since(start).Seconds()-resolved.Seconds())
 }

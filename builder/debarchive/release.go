@@ -138,18 +138,20 @@ func parseDebianTime(s string) (time.Time, error) {
 	return time.Time{}, errors.New("not an RFC 2822 date")
 }
 
-// indexFile picks the Packages index for the component and arch, xz first
-// (a third of gzip's size), with its SHA-256 from the signed Release.
+// indexFile picks the Packages index for the component and arch, with its
+// SHA-256 from the signed Release. gzip comes first: bookworm's arm64 index
+// is 11.9 MB as .gz and 8.7 MB as .xz, but pure-Go xz decoders took 2.4 s
+// (xi2/xz) and 22 s (ulikunitz/xz) to unpack it here, gzip 0.3 s.
 func (a *Archive) indexFile(rel *release) (path, sha string, err error) {
 	base := fmt.Sprintf("%s/binary-%s/Packages", a.Component, a.Arch)
-	for _, ext := range []string{".xz", ".gz"} {
+	for _, ext := range []string{".gz", ".xz"} {
 		for _, h := range rel.SHA256 {
 			if h.Filename == base+ext {
 				return h.Filename, h.Hash, nil
 			}
 		}
 	}
-	return "", "", fmt.Errorf("Release lists no %s.xz or %s.gz", base, base)
+	return "", "", fmt.Errorf("Release lists no %s.gz or %s.xz", base, base)
 }
 
 func writeFileAtomic(path string, b []byte) error {

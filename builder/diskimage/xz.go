@@ -32,12 +32,41 @@ func openXZGo(path string) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open xz: %w", err)
 	}
+	if err := checkXZFooter(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
 	r, err := xz.NewReader(bufio.NewReaderSize(f, 1<<20))
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("%s: not a valid xz file: %w", path, err)
 	}
 	return &goXZ{r: r, f: f, path: path}, nil
+}
+
+// checkXZFooter looks for the stream footer magic at the end of the file
+// (after stream padding): ulikunitz/xz v0.5.15 reports a clean EOF for a
+// file truncated at a block boundary, so it would pass a half download.
+func checkXZFooter(f *os.File) error {
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	end := st.Size()
+	tail := make([]byte, 4)
+	for end >= 12 {
+		if _, err := f.ReadAt(tail, end-4); err != nil {
+			return fmt.Errorf("read xz footer: %w", err)
+		}
+		if !bytes.Equal(tail, []byte{0, 0, 0, 0}) {
+			break
+		}
+		end -= 4 // stream padding
+	}
+	if end < 12 || tail[2] != 'Y' || tail[3] != 'Z' {
+		return fmt.Errorf("truncated or not an xz file (no stream footer at its end): download it again")
+	}
+	return nil
 }
 
 type goXZ struct {

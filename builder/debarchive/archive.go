@@ -101,7 +101,7 @@ func (a *Archive) loadIndex(ctx context.Context) (*index, error) {
 		url = a.distURL(path.Dir(name) + "/by-hash/SHA256/" + sum)
 	}
 	file, err := a.Cache.GetInput(ctx, fetch.Input{
-		Name: fmt.Sprintf("Packages index of %s %s/%s", a.Suite, a.Component, a.Arch), URL: url, SHA256: sum, Flag: "--debs",
+		Name: fmt.Sprintf("Packages index of %s %s/%s", a.Suite, a.Component, a.Arch), URL: url, SHA256: sum, Flag: "--debs DIR",
 	})
 	if err != nil {
 		return nil, err

@@ -210,7 +210,7 @@ func (a *Archive) Download(ctx context.Context, pkgs []Package) ([]string, error
 			Name:   fmt.Sprintf("%s %s (%s)", p.Name, p.Version, p.Architecture),
 			URL:    strings.TrimSuffix(a.BaseURL, "/") + "/" + escapePath(p.Filename),
 			SHA256: p.SHA256,
-			Flag:   "--debs",
+			Flag:   "--debs DIR",
 		})
 		if err != nil {
 			return nil, err

@@ -41,8 +41,8 @@ type Input struct {
 	URL string
 	// SHA256 is the expected digest, lower-case hex.
 	SHA256 string
-	// Flag is the command-line flag that supplies the input as a local file
-	// ("--k3s-binary"); used in the offline error to tell the user what to do.
+	// Flag is the command-line flag, with its argument, that supplies the
+	// input locally ("--k3s-binary FILE"); the offline error names it.
 	Flag string
 }
 
@@ -129,7 +129,7 @@ func (c *Cache) GetInput(ctx context.Context, in Input) (string, error) {
 func offlineError(in Input) error {
 	how := "supply it as a local file"
 	if in.Flag != "" {
-		how = "pass " + in.Flag + " FILE"
+		how = "pass " + in.Flag
 	}
 	return fmt.Errorf("%s %w and --offline given: %s or run once without --offline", in.Name, ErrNotCached, how)
 }

@@ -171,7 +171,7 @@ func TestGetOfflineMissing(t *testing.T) {
 	c, _ := newTestCache(t, s)
 	c.Offline = true
 
-	_, err := c.GetInput(context.Background(), Input{Name: "k3s binary", URL: s.URL + "/k3s", SHA256: sum, Flag: "--k3s-binary"})
+	_, err := c.GetInput(context.Background(), Input{Name: "k3s binary", URL: s.URL + "/k3s", SHA256: sum, Flag: "--k3s-binary FILE"})
 	if !errors.Is(err, ErrNotCached) {
 		t.Fatalf("err = %v, want ErrNotCached", err)
 	}

@@ -100,6 +100,10 @@ type Network struct {
 	// Interfaces are the names (shell patterns) the LAN interface can
 	// have, most likely first.
 	Interfaces []string `yaml:"interfaces"`
+	// EthDriver is the kernel driver of the LAN interface, as udev reports
+	// it (ID_NET_DRIVER): systemd-networkd's .link and .network files match
+	// on it, since the interface's name differs between kernels.
+	EthDriver string `yaml:"eth_driver"`
 }
 
 // QEMU is how to boot a QEMU-only board.

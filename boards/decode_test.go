@@ -20,7 +20,7 @@ uboot:
     - {file: u-boot.itb, offset: 40960}
 base_image: {source: armbian, url_pattern: "https://example.invalid/{version}.img.xz", version: "1", sha256: ""}
 hold_packages: {debian: [linux-image-arm64]}
-network: {interfaces: [eth0]}
+network: {interfaces: [eth0], eth_driver: virtio_net}
 `
 
 func TestDecode(t *testing.T) {
@@ -54,6 +54,7 @@ func TestDecode(t *testing.T) {
 			return strings.Replace(s, "hold_packages: {debian: [linux-image-arm64]}", "hold_packages: {}", 1)
 		}, "hold_packages"},
 		{"no interfaces", func(s string) string { return strings.Replace(s, "[eth0]", "[]", 1) }, "network.interfaces"},
+		{"no eth driver", func(s string) string { return strings.Replace(s, ", eth_driver: virtio_net", "", 1) }, "network.eth_driver"},
 		{"two documents", func(s string) string { return s + "---\nname: test\n" }, "more than one YAML document"},
 	}
 	for _, tt := range tests {

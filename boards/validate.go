@@ -69,6 +69,9 @@ func (b *Board) validate() error {
 	if len(b.HoldPackages.Armbian)+len(b.HoldPackages.Debian) == 0 {
 		add("hold_packages: none: list the kernel and boot loader packages")
 	}
+	if d := b.Network.EthDriver; d == "" || strings.ContainsAny(d, " \t\n*?[") {
+		add("network.eth_driver: %q, want the LAN interface's kernel driver name, e.g. dwmac-sun8i", d)
+	}
 	if len(b.Network.Interfaces) == 0 {
 		add("network.interfaces: none")
 	}

@@ -76,6 +76,8 @@ func loadFile(path string, s *Spec) error {
 			rebase(&s.Debs)
 		case "test-k3s":
 			rebase(&s.TestK3s)
+		case "uboot-dir":
+			rebase(&s.UBootDir)
 		case "ssh-key":
 			for i := range s.SSHKeys {
 				rebase(&s.SSHKeys[i])

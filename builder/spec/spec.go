@@ -66,6 +66,9 @@ type Spec struct {
 	K3sBinary string `yaml:"k3s-binary"`
 	K3sImages string `yaml:"k3s-images"`
 	Debs      string `yaml:"debs"`
+	// UBootDir holds the board's boot loader files when the base image has
+	// none and the board's u-boot package is not installed on this machine.
+	UBootDir  string `yaml:"uboot-dir"`
 	AdminUser string `yaml:"admin-user"`
 	// DataDisk is the file system label of the NAS disk, if there is one.
 	DataDisk string          `yaml:"data-disk"`
@@ -135,7 +138,7 @@ func Parse(args []string, stderr io.Writer) (*Spec, error) {
 			return nil, &UsageError{Err: err}
 		}
 	}
-	for _, p := range []*string{&s.Out, &s.BaseImage, &s.K3sBinary, &s.K3sImages, &s.Debs, &s.TestK3s} {
+	for _, p := range []*string{&s.Out, &s.BaseImage, &s.K3sBinary, &s.K3sImages, &s.Debs, &s.TestK3s, &s.UBootDir} {
 		*p = expandHome(*p)
 	}
 	for i := range s.SSHKeys {
@@ -169,6 +172,7 @@ func newFlagSet(s *Spec, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&s.K3sBinary, "k3s-binary", s.K3sBinary, "local k3s arm64 `file` instead of the pinned download")
 	fs.StringVar(&s.K3sImages, "k3s-images", s.K3sImages, "local k3s airgap images `file` instead of the pinned download")
 	fs.StringVar(&s.Debs, "debs", s.Debs, "`dir` of arm64 .debs to bake instead of downloading them")
+	fs.StringVar(&s.UBootDir, "uboot-dir", s.UBootDir, "`dir` with the board's u-boot files, for a base image without a boot loader (default: the board's u-boot package dir on this machine)")
 	fs.StringVar(&s.AdminUser, "admin-user", s.AdminUser, "admin account `name` made on every node")
 	fs.StringVar(&s.DataDisk, "data-disk", s.DataDisk, "file system `label` of the NAS data disk, if any")
 	fs.Var((*servicesFlag)(&s.Services), "services", "switch services `name=on|off,...` (all on by default: "+strings.Join(KnownServices(), ", ")+")")

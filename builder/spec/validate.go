@@ -63,13 +63,8 @@ func (s *Spec) Validate(lookup BoardLookup) error {
 	if s.TestK3s != "" && s.K3sBinary != "" {
 		add(usagef("--test-k3s", "cannot be combined with --k3s-binary: pick one"))
 	}
-	if s.Debs != "" {
-		if fi, err := os.Stat(s.Debs); err != nil {
-			add(usagef("--debs", "%v", err))
-		} else if !fi.IsDir() {
-			add(usagef("--debs", "%s: not a directory: give the directory holding the .debs", s.Debs))
-		}
-	}
+	add(optionalDir("--debs", s.Debs, "the .debs"))
+	add(optionalDir("--uboot-dir", s.UBootDir, "the u-boot files"))
 	switch {
 	case !userName.MatchString(s.AdminUser):
 		add(usagef("--admin-user", "%q: want a Linux user name: lower-case letters, digits, _ and -, starting with a letter, at most 32", s.AdminUser))
@@ -208,6 +203,20 @@ func (s *Spec) validateOut() error {
 		return usagef("--out", "%v", err)
 	case !fi.IsDir():
 		return usagef("--out", "%s: exists and is not a directory", s.Out)
+	}
+	return nil
+}
+
+func optionalDir(field, path, what string) error {
+	if path == "" {
+		return nil
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return usagef(field, "%v", err)
+	}
+	if !fi.IsDir() {
+		return usagef(field, "%s: not a directory: give the directory holding %s", path, what)
 	}
 	return nil
 }

@@ -117,6 +117,15 @@ func (b *Board) Serve(ctx context.Context, addr string) error {
 	return nil
 }
 
+// Decode parses a status document.
+func Decode(b []byte) (*View, error) {
+	var v View
+	if err := json.Unmarshal(b, &v); err != nil {
+		return nil, fmt.Errorf("decode status: %w", err)
+	}
+	return &v, nil
+}
+
 // Fetch reads another node's status (used for the VIP holder and by the
 // `status` command).
 func Fetch(ctx context.Context, url string) (*View, error) {

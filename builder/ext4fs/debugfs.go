@@ -31,6 +31,7 @@ type debugFS struct {
 	staged  []string        // temp files to delete after the next flush
 	dirs    map[string]bool // paths known to be directories (links followed)
 	nstaged int
+	runs    int   // debugfs processes started, for tests
 	err     error // first failure; sticky
 	closed  bool
 }
@@ -403,6 +404,7 @@ func (d *debugFS) run(write bool, cmds []command) ([]string, error) {
 	if write {
 		args = append([]string{"-w"}, args...)
 	}
+	d.runs++
 	cmd := exec.CommandContext(d.ctx, "debugfs", args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

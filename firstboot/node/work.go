@@ -107,11 +107,13 @@ func (n *Node) k3s(ctx context.Context) error {
 	if err := n.opts.Services.Start(ctx, role.Unit()); err != nil {
 		return fmt.Errorf("start %s: %w", role.Unit(), err)
 	}
-	ready := initAddr
+	// A server is ready when its own API says so; an agent has no API and
+	// no admin credentials: it is up once the init server answers it.
+	ready, wait := initAddr, k3s.WaitAnswering
 	if role == k3s.Server {
-		ready = n.addr
+		ready, wait = n.addr, k3s.WaitReady
 	}
-	if err := n.waitAPI(ctx, ready, k3s.WaitReady); err != nil {
+	if err := n.waitAPI(ctx, ready, wait); err != nil {
 		return fmt.Errorf("k3s not ready: %w", err)
 	}
 	n.log.Info("k3s ready", "role", role)

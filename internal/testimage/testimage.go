@@ -42,14 +42,11 @@ type Options struct {
 	NoExt4 bool
 }
 
-// Tools lists the programs Make needs.
-var tools = []string{"sfdisk", "mkfs.ext4", "e2fsck", "debugfs"}
-
 // RequireTools skips the test, naming the missing program, unless every
 // e2fsprogs/util-linux tool the image tests rely on is installed.
 func RequireTools(t testing.TB) {
 	t.Helper()
-	for _, tool := range tools {
+	for _, tool := range []string{"sfdisk", "mkfs.ext4", "e2fsck", "debugfs", "dumpe2fs"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("skipping: %s not found in PATH (install e2fsprogs and fdisk/util-linux)", tool)
 		}

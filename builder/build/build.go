@@ -1,0 +1,213 @@
+// Package build is the image pipeline: it validates a cluster spec and
+// every input before writing anything, makes (or reuses) the cluster's
+// secrets, and writes one ready disk image per node into --out.
+//
+// Images are streamed, never loaded into memory: the base is copied
+// sparsely, the root file system is written in place by debugfs, and the
+// SHA-256 of each image is computed while the next one is being copied.
+package build
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/homecloud/homecloud/boards"
+	"github.com/homecloud/homecloud/builder/fetch"
+	"github.com/homecloud/homecloud/builder/secrets"
+	"github.com/homecloud/homecloud/builder/spec"
+)
+
+// SumsFile lists the images' SHA-256 in sha256sum -c format.
+const SumsFile = "SHA256SUMS"
+
+// Options are the parts of a build that do not come from the spec.
+type Options struct {
+	// Firstboot returns the linux/arm64 homecloud-firstboot binary
+	// (payload.Firstboot in the command). It is called once, after the
+	// spec validated, so a usage error is reported first.
+	Firstboot func() ([]byte, error)
+	// CacheDir is the download cache; "" means the user's cache dir.
+	CacheDir string
+	// Progress receives one line per step; nil means quiet.
+	Progress io.Writer
+	Logger   *slog.Logger
+	// HTTPClient downloads the inputs; nil means http.DefaultClient.
+	HTTPClient *http.Client
+	// Now is the clock for certificates; nil means time.Now.
+	Now func() time.Time
+	// K3s replaces the pinned k3s download, and DebianMirror Debian's
+	// archive URL (tests point them at a local server).
+	K3s          *Download
+	DebianMirror string
+}
+
+// Result describes what a build wrote.
+type Result struct {
+	Out        string
+	SecretsDir string
+	ClusterID  string
+	Images     []Image
+}
+
+// Image is one node's disk image.
+type Image struct {
+	Node  string
+	Index int
+	Path  string
+	// SHA256 is the hex digest of the whole image file.
+	SHA256 string
+	// Address is the static address with prefix, or "dhcp".
+	Address string
+	MAC     string
+	// SSHHostKey is the node's host key fingerprint ("SHA256:..."), to
+	// check on the first ssh login.
+	SSHHostKey string
+}
+
+// Run builds every node image of s. A problem with the spec or an input
+// is a *spec.UsageError, and then nothing was written to s.Out.
+func Run(ctx context.Context, s *spec.Spec, opts Options) (*Result, error) {
+	if err := s.Validate(boards.Load); err != nil {
+		return nil, err
+	}
+	board, err := boards.Load(s.Board)
+	if err != nil {
+		return nil, &spec.UsageError{Field: "--board", Err: err}
+	}
+	cache, err := fetch.NewCache(opts.CacheDir)
+	if err != nil {
+		return nil, err
+	}
+	cache.Offline, cache.Client, cache.Progress, cache.Logger = s.Offline, opts.HTTPClient, opts.Progress, opts.Logger
+	in, err := prepare(ctx, s, board, opts, cache)
+	if err != nil {
+		return nil, err
+	}
+
+	// From here on --out is written.
+	now := time.Now
+	if opts.Now != nil {
+		now = opts.Now
+	}
+	sec, err := secrets.LoadOrCreate(s.Out, s.Name, plannedNodes(s), now())
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Out: s.Out, SecretsDir: sec.Dir(), ClusterID: sec.ClusterID()}
+	images, err := writeImages(ctx, in, s, sec, opts.Progress)
+	if err != nil {
+		return nil, err
+	}
+	res.Images = images
+	if err := writeSums(s.Out, images); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// writeImages writes the nodes one after the other and hashes each one
+// while the next is written: the copy is I/O, the hash is CPU, and
+// together they cost little more than the copies alone.
+func writeImages(ctx context.Context, in *inputs, s *spec.Spec, sec *secrets.Secrets, w io.Writer) ([]Image, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type job struct {
+		img      Image
+		tmp      string
+		writeDur time.Duration
+	}
+	jobs := make(chan job)
+	results := make(chan error, 1)
+	var images []Image
+	go func() {
+		var ferr error
+		for j := range jobs {
+			if ferr != nil {
+				os.Remove(j.tmp)
+				continue
+			}
+			sum, err := hashImage(ctx, j.tmp)
+			if err == nil {
+				err = renameSync(j.tmp, j.img.Path)
+			}
+			if err != nil {
+				os.Remove(j.tmp)
+				ferr = fmt.Errorf("node %s: %w", j.img.Node, err)
+				cancel()
+				continue
+			}
+			j.img.SHA256 = sum
+			images = append(images, j.img)
+			progress(w, "%s: %s (written in %.1fs, sha256 %s…)", j.img.Node, j.img.Path, j.writeDur.Seconds(), sum[:16])
+		}
+		results <- ferr
+	}()
+
+	var werr error
+	for i := 1; i <= s.Nodes && werr == nil; i++ {
+		name := s.NodeName(i)
+		b, err := sec.Bundle(name)
+		if err != nil {
+			werr = err
+			break
+		}
+		img := Image{Node: name, Index: i, Path: filepath.Join(s.Out, name+".img"), Address: "dhcp",
+			MAC: b.MAC.String(), SSHHostKey: b.SSHHostKeyFingerprint}
+		if b.Addr.IsValid() {
+			img.Address = fmt.Sprintf("%s/%d", b.Addr, s.Prefix().Bits())
+		}
+		tmp := filepath.Join(s.Out, "."+name+".img.tmp")
+		progress(w, "%s: writing image %d of %d", name, i, s.Nodes)
+		start := time.Now()
+		if err := writeNode(ctx, in, s, b, tmp); err != nil {
+			os.Remove(tmp)
+			werr = err
+			break
+		}
+		select {
+		case jobs <- job{img: img, tmp: tmp, writeDur: time.Since(start)}:
+		case <-ctx.Done():
+			os.Remove(tmp)
+			werr = ctx.Err()
+		}
+	}
+	close(jobs)
+	herr := <-results
+	if herr != nil {
+		return nil, herr // the hasher's error explains a cancelled writer
+	}
+	if werr != nil {
+		return nil, werr
+	}
+	return images, nil
+}
+
+func progress(w io.Writer, format string, args ...any) {
+	if w != nil {
+		fmt.Fprintf(w, format+"\n", args...)
+	}
+}
+
+// renameSync renames and fsyncs the directory so the name survives a
+// power cut.
+func renameSync(from, to string) error {
+	if err := os.Rename(from, to); err != nil {
+		return err
+	}
+	d, err := os.Open(filepath.Dir(to))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, os.ErrInvalid) {
+		return fmt.Errorf("fsync %s: %w", filepath.Dir(to), err)
+	}
+	return nil
+}

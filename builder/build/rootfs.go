@@ -1,0 +1,255 @@
+package build
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"strings"
+
+	"github.com/homecloud/homecloud/builder/ext4fs"
+)
+
+// Where systemd looks for units shipped by packages, in the order
+// systemctl enable resolves them on Debian 12 (its links point into
+// /lib/systemd/system).
+func vendorUnitDirs() []string { return []string{"/lib/systemd/system", "/usr/lib/systemd/system"} }
+
+const etcUnitDir = "/etc/systemd/system"
+
+// baseRootFS is what the builder needs to know about the base's root fs,
+// read once (without writing) before any image is made.
+type baseRootFS struct {
+	armbian bool
+	// units are the vendor units to enable, with their [Install] links.
+	units []unitLinks
+	// masks are units to mask (Armbian first-run services).
+	masks []string
+	// remove are files to delete (Armbian's first-login marker).
+	remove []string
+	// noAutologin are getty drop-ins that undo a root autologin.
+	noAutologin []file
+	// machineID is true when the base carries a machine-id every clone
+	// would share.
+	machineID bool
+}
+
+type file struct {
+	path string
+	data []byte
+	mode fs.FileMode
+}
+
+// unitLinks are the symlinks systemctl enable makes for one unit.
+type unitLinks struct {
+	unit  string
+	links [][2]string // {target, link}
+}
+
+// Armbian's first-run pieces: the marker that starts the interactive
+// first login (password change, user creation), and the services that
+// regenerate SSH host keys and read /boot/armbian_first_run.txt, which
+// would replace the node's pinned host key.
+func armbianFirstLoginMarker() string { return "/root/.not_logged_in_yet" }
+func armbianFirstRunUnits() []string {
+	return []string{"armbian-firstrun.service", "armbian-firstrun-config.service"}
+}
+
+// Getty units and the drop-in names Armbian (and others) use for a root
+// autologin.
+func gettyUnits() []string { return []string{"serial-getty@.service", "getty@.service"} }
+func autologinDropIns() []string {
+	return []string{"override.conf", "autologin.conf", "10-autologin.conf"}
+}
+
+// noAutologinDropIn sorts after every autologin drop-in, so its ExecStart
+// reset wins.
+const noAutologinDropIn = "zz-homecloud-no-autologin.conf"
+
+func inspectRootFS(ctx context.Context, image string, offset int64) (baseRootFS, error) {
+	var r baseRootFS
+	fsys, err := ext4fs.Open(ctx, image, offset)
+	if err != nil {
+		return r, err
+	}
+	defer fsys.Close()
+	if r.armbian, err = fsys.Exists("/etc/armbian-release"); err != nil {
+		return r, err
+	}
+	if ok, err := fsys.Exists(armbianFirstLoginMarker()); err != nil {
+		return r, err
+	} else if ok {
+		r.remove = append(r.remove, armbianFirstLoginMarker())
+	}
+	for _, u := range armbianFirstRunUnits() {
+		if _, _, err := findUnit(fsys, u); err == nil {
+			r.masks = append(r.masks, u)
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return r, err
+		}
+	}
+	if _, _, err := findUnit(fsys, "systemd-networkd.service"); err == nil {
+		u, err := enableLinks(fsys, "systemd-networkd.service")
+		if err != nil {
+			return r, err
+		}
+		r.units = append(r.units, u...)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return r, err
+	}
+	if r.noAutologin, err = autologinFixes(fsys); err != nil {
+		return r, err
+	}
+	id, err := fsys.ReadFile("/etc/machine-id")
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return r, err
+	}
+	r.machineID = len(bytes.TrimSpace(id)) > 0
+	return r, nil
+}
+
+// findUnit returns the path of a vendor unit and its contents.
+func findUnit(fsys ext4fs.FS, name string) (string, []byte, error) {
+	for _, d := range vendorUnitDirs() {
+		p := path.Join(d, name)
+		b, err := fsys.ReadFile(p)
+		if err == nil {
+			return p, b, nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return "", nil, err
+		}
+	}
+	return "", nil, fmt.Errorf("unit %s: %w", name, fs.ErrNotExist)
+}
+
+// enableLinks computes what systemctl enable name would link, following
+// Also= to the units it names.
+func enableLinks(fsys ext4fs.FS, name string) ([]unitLinks, error) {
+	seen := map[string]bool{}
+	var out []unitLinks
+	queue := []string{name}
+	for len(queue) > 0 {
+		u := queue[0]
+		queue = queue[1:]
+		if seen[u] {
+			continue
+		}
+		seen[u] = true
+		p, data, err := findUnit(fsys, u)
+		if errors.Is(err, fs.ErrNotExist) && u != name {
+			continue // systemctl skips a missing Also= unit too
+		}
+		if err != nil {
+			return nil, err
+		}
+		inst := parseInstall(data)
+		out = append(out, unitLinks{unit: u, links: inst.links(u, p)})
+		queue = append(queue, inst.also...)
+	}
+	return out, nil
+}
+
+type install struct {
+	wantedBy, requiredBy, alias, also []string
+}
+
+// parseInstall reads a unit's [Install] section (the keys systemctl
+// enable acts on; continuation lines and specifiers are not used by the
+// units enabled here).
+func parseInstall(unit []byte) install {
+	var in install
+	section := ""
+	sc := bufio.NewScanner(bytes.NewReader(unit))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || line[0] == '#' || line[0] == ';' {
+			continue
+		}
+		if strings.HasPrefix(line, "[") && strings.HasSuffix(line, "]") {
+			section = line
+			continue
+		}
+		if section != "[Install]" {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			continue
+		}
+		vals := strings.Fields(v)
+		switch strings.TrimSpace(k) {
+		case "WantedBy":
+			in.wantedBy = append(in.wantedBy, vals...)
+		case "RequiredBy":
+			in.requiredBy = append(in.requiredBy, vals...)
+		case "Alias":
+			in.alias = append(in.alias, vals...)
+		case "Also":
+			in.also = append(in.also, vals...)
+		}
+	}
+	return in
+}
+
+// links are the symlinks for a unit found at unitPath, as {target, link}.
+func (in install) links(unit, unitPath string) [][2]string {
+	var out [][2]string
+	for _, t := range in.wantedBy {
+		out = append(out, [2]string{unitPath, path.Join(etcUnitDir, t+".wants", unit)})
+	}
+	for _, t := range in.requiredBy {
+		out = append(out, [2]string{unitPath, path.Join(etcUnitDir, t+".requires", unit)})
+	}
+	for _, a := range in.alias {
+		out = append(out, [2]string{unitPath, path.Join(etcUnitDir, a)})
+	}
+	return out
+}
+
+// autologinFixes returns a drop-in per getty unit that has an autologin
+// drop-in: it resets ExecStart to the unit's own, which has none.
+func autologinFixes(fsys ext4fs.FS) ([]file, error) {
+	var fixes []file
+	for _, unit := range gettyUnits() {
+		found := false
+		for _, dir := range append([]string{etcUnitDir}, vendorUnitDirs()...) {
+			for _, name := range autologinDropIns() {
+				b, err := fsys.ReadFile(path.Join(dir, unit+".d", name))
+				if errors.Is(err, fs.ErrNotExist) {
+					continue
+				}
+				if err != nil {
+					return nil, err
+				}
+				if bytes.Contains(b, []byte("--autologin")) || bytes.Contains(b, []byte(" -a ")) {
+					found = true
+				}
+			}
+		}
+		if !found {
+			continue
+		}
+		_, data, err := findUnit(fsys, unit)
+		if err != nil {
+			return nil, fmt.Errorf("the base has an autologin drop-in for %s but not the unit itself: %w", unit, err)
+		}
+		var execs []string
+		sc := bufio.NewScanner(bytes.NewReader(data))
+		for sc.Scan() {
+			if l := strings.TrimSpace(sc.Text()); strings.HasPrefix(l, "ExecStart=") && !strings.Contains(l, "--autologin") {
+				execs = append(execs, l)
+			}
+		}
+		if len(execs) == 0 {
+			return nil, fmt.Errorf("%s in the base has no ExecStart without --autologin to restore", unit)
+		}
+		body := "# homecloud: no root autologin on the console (the base image had one).\n" +
+			"# Resets ExecStart to the unit's own.\n[Service]\nExecStart=\n" + strings.Join(execs, "\n") + "\n"
+		fixes = append(fixes, file{path: path.Join(etcUnitDir, unit+".d", noAutologinDropIn), data: []byte(body), mode: 0o644})
+	}
+	return fixes, nil
+}

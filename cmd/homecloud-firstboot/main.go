@@ -94,6 +94,8 @@ func run(ctx context.Context, args []string) error {
 	}
 	o.Logger = node.NewJournalLogger(os.Stderr, level)
 	o.PrepOS = true
+	// Fault injection for the cluster tests; see node.Options.CrashAt.
+	o.CrashAt = os.Getenv("HOMECLOUD_TEST_CRASH_AT")
 	o.Notify = func(s string) { daemon.SdNotify(false, s) }
 	self, err := os.Executable()
 	if err != nil {

@@ -12,9 +12,11 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/homecloud/homecloud/firstboot/consensus"
@@ -45,6 +47,10 @@ type Options struct {
 	Notify func(string)
 	Logger *slog.Logger
 	Now    func() time.Time
+	// CrashAt is fault injection for tests: "STEP" kills the process with
+	// SIGKILL as STEP begins, "STEP:end" once its work is done but before
+	// it is recorded; only on the node's first boot.
+	CrashAt string
 }
 
 func (o *Options) path(p string) string { return filepath.Join(o.Root, p) }
@@ -143,10 +149,12 @@ func (n *Node) Run(ctx context.Context) error {
 		if err := n.prog.save(n.opts.StateDir); err != nil {
 			return err
 		}
+		n.maybeCrash(s.name)
 		if err := s.fn(ctx); err != nil {
 			n.board.Update(func(v *status.View) { v.Error = err.Error() })
 			return fmt.Errorf("step %s: %w", s.name, err)
 		}
+		n.maybeCrash(s.name + ":end")
 		n.prog.markDone(s.name)
 		if err := n.prog.save(n.opts.StateDir); err != nil {
 			return err
@@ -155,6 +163,14 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	<-ctx.Done()
 	return nil
+}
+
+func (n *Node) maybeCrash(at string) {
+	if n.opts.CrashAt == at && n.prog.Boots == 1 {
+		n.log.Warn("crashing on purpose", "at", at)
+		syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {} // SIGKILL is not deliverable late, but never go on
+	}
 }
 
 func (n *Node) notify(s string) {

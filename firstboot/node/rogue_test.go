@@ -1,0 +1,145 @@
+package node_test
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/homecloud/homecloud/firstboot/discovery"
+	"github.com/homecloud/homecloud/internal/cluster"
+)
+
+// rogueMain runs inside a lab namespace as a device that is not part of the
+// cluster: it holds a certificate from another CA, announces itself with
+// the cluster's id, announces a fake member pointing at a real node, and
+// tries to speak TLS to a real node's raft port.
+func rogueMain() {
+	clusterID, self, victim := os.Getenv("ROGUE_CLUSTER_ID"), os.Getenv("ROGUE_ADDR"), os.Getenv("ROGUE_VICTIM")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	ca, err := cluster.NewCA("rogue", time.Now())
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(1)
+	}
+	certPEM, keyPEM, _ := ca.Issue("home-node9", []net.IP{net.ParseIP(self)}, time.Now())
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(1)
+	}
+	ln, err := tls.Listen("tcp", net.JoinHostPort(self, "7373"), &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS13})
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(1)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { c.(*tls.Conn).Handshake(); time.Sleep(time.Second); c.Close() }()
+		}
+	}()
+	fp := make([]byte, 32)
+	rand.Read(fp)
+	leaf, _ := x509.ParseCertificate(pair.Certificate[0])
+	for _, info := range []discovery.Info{
+		{ClusterID: clusterID, Name: "home-node9", RaftAddr: net.JoinHostPort(self, "7373"), Fingerprint: cluster.Fingerprint(leaf), State: discovery.StateNew},
+		{ClusterID: clusterID, Name: "home-node8", RaftAddr: net.JoinHostPort(victim, "7373"), Fingerprint: hex.EncodeToString(fp), State: discovery.StateMember},
+	} {
+		if _, err := discovery.Announce(ctx, discovery.Config{Interfaces: []string{"eth0"}, Instance: info.Name}, info); err != nil {
+			fmt.Println("error", err)
+			os.Exit(1)
+		}
+	}
+	// Knock on the victim's raft port with the foreign certificate.
+	for ctx.Err() == nil {
+		d := tls.Dialer{NetDialer: &net.Dialer{Timeout: time.Second}, Config: &tls.Config{Certificates: []tls.Certificate{pair}, InsecureSkipVerify: true, MinVersion: tls.VersionTLS13}}
+		c, err := d.DialContext(ctx, "tcp", net.JoinHostPort(victim, "7373"))
+		if err == nil {
+			// TLS 1.3 reports a refused client certificate on first read.
+			c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			_, err = c.Read(make([]byte, 1))
+			c.Close()
+			if err != nil && !strings.Contains(err.Error(), "timeout") {
+				fmt.Println("refused", err)
+			} else {
+				fmt.Println("accepted")
+			}
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+func TestRogueNeverJoins(t *testing.T) {
+	c := newCluster(t, 3, false)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rh, err := c.Lab.AddHost(ctx, "rogue")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := rh.Command(ctx, os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "HOMECLOUD_ROGUE=1", "ROGUE_CLUSTER_ID="+clusterID(t, c), "ROGUE_ADDR="+rh.Addr.String(), "ROGUE_VICTIM="+c.Nodes[0].Host.Addr.String())
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	lines := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			select {
+			case lines <- sc.Text():
+			default:
+			}
+		}
+	}()
+	for _, n := range c.Nodes {
+		if err := n.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	views := serving(t, c, 90*time.Second)
+	agreed(t, views)
+	time.Sleep(3 * time.Second) // a few leader reconcile rounds with the rogue in sight
+	views = serving(t, c, 30*time.Second)
+	for name, v := range views {
+		if len(v.Members) != 3 {
+			t.Errorf("%s: %d members: %+v", name, len(v.Members), v.Members)
+		}
+		for _, m := range v.Members {
+			if m.ID == "home-node8" || m.ID == "home-node9" {
+				t.Errorf("%s lets rogue %s into the raft membership", name, m.ID)
+			}
+		}
+	}
+	refused := false
+	timeout := time.After(10 * time.Second)
+	for !refused {
+		select {
+		case l := <-lines:
+			if strings.HasPrefix(l, "accepted") {
+				t.Fatalf("a real node accepted the rogue's foreign certificate")
+			}
+			if strings.HasPrefix(l, "error") {
+				t.Fatalf("rogue: %s", l)
+			}
+			refused = strings.HasPrefix(l, "refused")
+		case <-timeout:
+			t.Fatal("the rogue never reported a refused handshake")
+		}
+	}
+}

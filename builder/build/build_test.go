@@ -1,0 +1,283 @@
+package build
+
+import (
+	"bytes"
+	"encoding/pem"
+	"fmt"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/homecloud/homecloud/boards"
+	"github.com/homecloud/homecloud/builder/secrets"
+	"github.com/homecloud/homecloud/internal/cluster"
+	"github.com/homecloud/homecloud/internal/testimage"
+)
+
+// checkImages asserts what every build must give, with tools no one here
+// wrote; it returns the node configs, node1 first.
+func checkImages(t *testing.T, f *fixture, res *Result, base, board string, nodes int) []cluster.Node {
+	t.Helper()
+	if len(res.Images) != nodes {
+		t.Fatalf("%d images, want %d", len(res.Images), nodes)
+	}
+	b, err := boards.Load(board)
+	if err != nil {
+		t.Fatal(err)
+	}
+	baseTable := sfdiskDump(t, base)
+	keys, _ := os.ReadFile(f.keyFile)
+	var configs []cluster.Node
+	for i, img := range res.Images {
+		t.Run(img.Node, func(t *testing.T) {
+			if want := filepath.Join(res.Out, fmt.Sprintf("%s.img", img.Node)); img.Path != want {
+				t.Errorf("image path %s, want %s", img.Path, want)
+			}
+			fsckClean(t, img.Path)
+			if got := sfdiskDump(t, img.Path); got != baseTable {
+				t.Errorf("partition table changed:\nbase:\n%s\nimage:\n%s", baseTable, got)
+			}
+			for _, c := range []struct {
+				path, typ string
+				mode      uint32
+			}{
+				{"/usr/local/bin/homecloud-firstboot", "regular", 0o755},
+				{"/usr/local/bin/k3s", "regular", 0o755},
+				{cluster.NodeConfigPath, "regular", 0o600},
+				{cluster.TLSDir, "directory", 0o700},
+				{cluster.NodeKeyPath, "regular", 0o600},
+				{cluster.NodeCertPath, "regular", 0o644},
+				{cluster.CACertPath, "regular", 0o644},
+				{cluster.K3sTokenPath, "regular", 0o600},
+				{secrets.SSHHostKeyPath, "regular", 0o600},
+				{secrets.K3sTLSDir, "directory", 0o700},
+				{secrets.K3sTLSDir + "/etcd", "directory", 0o700},
+				{secrets.K3sTLSDir + "/server-ca.key", "regular", 0o600},
+				{secrets.K3sTLSDir + "/etcd/peer-ca.key", "regular", 0o600},
+				{secrets.K3sTLSDir + "/service.key", "regular", 0o600},
+				{"/etc/ssh/authorized_keys/homecloud", "regular", 0o644},
+				{"/etc/ssh/sshd_config.d/10-homecloud.conf", "regular", 0o644},
+				{"/etc/systemd/system/homecloud-firstboot.service", "regular", 0o644},
+				{cluster.DebsDir + "/keepalived_2.2.7-1_arm64.deb", "regular", 0o644},
+				{cluster.DebsDir + "/libnl-3-200_3.7.0-0.2_arm64.deb", "regular", 0o644},
+				{"/etc/machine-id", "regular", 0o444},
+			} {
+				in, ok := stat(t, img.Path, c.path)
+				if !ok {
+					t.Errorf("%s: missing", c.path)
+					continue
+				}
+				if in.typ != c.typ || in.mode != c.mode || in.uid != 0 || in.gid != 0 {
+					t.Errorf("%s: %s %04o %d:%d, want %s %04o 0:0", c.path, in.typ, in.mode, in.uid, in.gid, c.typ, c.mode)
+				}
+			}
+			if got := cat(t, img.Path, "/usr/local/bin/homecloud-firstboot"); got != string(f.firstboot) {
+				t.Errorf("homecloud-firstboot holds %q", got)
+			}
+			if got := cat(t, img.Path, "/etc/ssh/authorized_keys/homecloud"); got != strings.SplitN(string(keys), "\n", 2)[1] {
+				t.Errorf("authorized_keys:\n%s\nwant the keys of %s", got, f.keyFile)
+			}
+			if got := cat(t, img.Path, "/etc/machine-id"); got != "" {
+				t.Errorf("/etc/machine-id holds %q: clones would share it", got)
+			}
+			if got := cat(t, img.Path, "/etc/fixture-config-file-100.conf"); got != "setting=100\n" {
+				t.Errorf("a base file changed: %q", got)
+			}
+			for _, l := range [][2]string{
+				{"/etc/systemd/system/multi-user.target.wants/homecloud-firstboot.service", "/etc/systemd/system/homecloud-firstboot.service"},
+				{"/etc/systemd/system/multi-user.target.wants/systemd-networkd.service", "/lib/systemd/system/systemd-networkd.service"},
+				{"/etc/systemd/system/sockets.target.wants/systemd-networkd.socket", "/lib/systemd/system/systemd-networkd.socket"},
+				{"/etc/systemd/system/network-online.target.wants/systemd-networkd-wait-online.service", "/lib/systemd/system/systemd-networkd-wait-online.service"},
+				{"/etc/systemd/system/dbus-org.freedesktop.network1.service", "/lib/systemd/system/systemd-networkd.service"},
+				{"/etc/systemd/system/armbian-firstrun.service", "/dev/null"},
+				// The base's own links are kept.
+				{"/etc/systemd/system/multi-user.target.wants/ssh.service", "/lib/systemd/system/ssh.service"},
+			} {
+				in, ok := stat(t, img.Path, l[0])
+				if !ok || in.typ != "symlink" || in.link != l[1] {
+					t.Errorf("%s: %+v (exists %v), want a symlink to %s", l[0], in, ok, l[1])
+				}
+			}
+			for _, p := range []string{"/etc/systemd/system/multi-user.target.wants/k3s.service", "/etc/systemd/system/multi-user.target.wants/k3s-agent.service", "/root/.not_logged_in_yet"} {
+				if _, ok := stat(t, img.Path, p); ok {
+					t.Errorf("%s exists", p)
+				}
+			}
+			getty := cat(t, img.Path, "/etc/systemd/system/serial-getty@.service.d/"+noAutologinDropIn)
+			if !strings.Contains(getty, "ExecStart=\nExecStart=-/sbin/agetty -o") || strings.Contains(getty, "autologin root") {
+				t.Errorf("getty drop-in does not undo the autologin:\n%s", getty)
+			}
+			link := cat(t, img.Path, "/etc/systemd/network/10-homecloud.link")
+			if !strings.Contains(link, "MACAddress="+img.MAC) || !strings.Contains(link, "Driver="+b.Network.EthDriver) {
+				t.Errorf("10-homecloud.link:\n%s\nwant MAC %s and driver %s", link, img.MAC, b.Network.EthDriver)
+			}
+			n := nodeJSON(t, img.Path)
+			if n.Name != img.Node || n.Index != i+1 || n.Expect != nodes || n.Board != board || n.ClusterID != res.ClusterID ||
+				n.Network.MAC != img.MAC || len(n.Members) != nodes || n.AdminUser != "homecloud" {
+				t.Errorf("node.json: %+v", n)
+			}
+			if !slices.Equal(n.HoldPackages, b.HoldPackages.Armbian) {
+				t.Errorf("hold packages %q, want the Armbian ones %q (the base has /etc/armbian-release)", n.HoldPackages, b.HoldPackages.Armbian)
+			}
+			configs = append(configs, n)
+		})
+	}
+	distinct := func(what string, get func(cluster.Node) string) {
+		seen := map[string]bool{}
+		for _, n := range configs {
+			if v := get(n); seen[v] {
+				t.Errorf("two nodes share %s %q", what, v)
+			} else {
+				seen[v] = true
+			}
+		}
+	}
+	distinct("a name", func(n cluster.Node) string { return n.Name })
+	distinct("a MAC", func(n cluster.Node) string { return n.Network.MAC })
+
+	// The CA key never enters an image, in PEM or DER.
+	keyPEM, err := os.ReadFile(filepath.Join(res.SecretsDir, "ca.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(keyPEM)
+	if blk == nil {
+		t.Fatal("ca.key holds no PEM block")
+	}
+	for _, img := range res.Images {
+		if fileContains(t, img.Path, bytes.TrimSpace(keyPEM), blk.Bytes) {
+			t.Errorf("%s contains the cluster CA key", img.Path)
+		}
+	}
+
+	cmd := exec.Command("sha256sum", "-c", SumsFile)
+	cmd.Dir = res.Out
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("sha256sum -c %s: %v\n%s", SumsFile, err, out)
+	}
+	sums, _ := os.ReadFile(filepath.Join(res.Out, SumsFile))
+	for _, img := range res.Images {
+		if !strings.Contains(string(sums), img.SHA256+"  "+filepath.Base(img.Path)+"\n") {
+			t.Errorf("%s lacks %s %s:\n%s", SumsFile, img.SHA256, filepath.Base(img.Path), sums)
+		}
+	}
+	if leftovers, _ := filepath.Glob(filepath.Join(res.Out, ".*.tmp")); len(leftovers) > 0 {
+		t.Errorf("temp files left: %v", leftovers)
+	}
+	return configs
+}
+
+func TestBuildQEMUVirtThreeNodesDHCP(t *testing.T) {
+	f := newFixture(t)
+	base := testimage.Make(t, testimage.Options{})
+	armbianize(t, base)
+	out := filepath.Join(t.TempDir(), "out")
+	res := run(t, f, "--board", "qemu-virt", "--nodes", "3", "--base-image", base, "--out", out,
+		"--name", "lab", "--vip", "192.168.50.250/24")
+	nodes := checkImages(t, f, res, base, "qemu-virt", 3)
+	for _, n := range nodes {
+		if n.Cluster != "lab" || n.Network.Mode != "dhcp" || n.Network.Address != "" || n.VIP != "192.168.50.250" {
+			t.Errorf("%s: cluster %q network %+v vip %q", n.Name, n.Cluster, n.Network, n.VIP)
+		}
+	}
+	// qemu-virt has no boot loader of its own: the gap stays as it was.
+	if got := readAt(t, res.Images[0].Path, testimage.BootloaderOffset, 4096); !bytes.Equal(got, make([]byte, 4096)) {
+		t.Error("the boot loader gap of a qemu-virt image was written")
+	}
+}
+
+func TestBuildPine64FourNodesStaticThenAddFifth(t *testing.T) {
+	f := newFixture(t)
+	// An Armbian-like base: it brings its own u-boot, which must stay.
+	base := testimage.Make(t, testimage.Options{WithBootloader: true})
+	armbianize(t, base)
+	out := filepath.Join(t.TempDir(), "out")
+	static := []string{"--board", "pine64", "--base-image", base, "--out", out, "--network", "10.20.0.0/24",
+		"--gateway", "10.20.0.1", "--first-ip", "10.20.0.11", "--vip", "10.20.0.10", "--k3s-images", f.images}
+	res := run(t, f, append(static, "--nodes", "4")...)
+	nodes := checkImages(t, f, res, base, "pine64", 4)
+	for i, n := range nodes {
+		want := fmt.Sprintf("10.20.0.%d/24", 11+i)
+		if n.Network.Mode != "static" || n.Network.Address != want || n.Network.Gateway != "10.20.0.1" || n.VIP != "10.20.0.10" {
+			t.Errorf("%s: network %+v vip %q, want static %s", n.Name, n.Network, n.VIP, want)
+		}
+		if res.Images[i].Address != want {
+			t.Errorf("result address %s, want %s", res.Images[i].Address, want)
+		}
+		nw := cat(t, res.Images[i].Path, "/etc/systemd/network/10-homecloud.network")
+		if !strings.Contains(nw, "Address="+want) || !strings.Contains(nw, "Gateway=10.20.0.1") {
+			t.Errorf("%s: 10-homecloud.network:\n%s", n.Name, nw)
+		}
+	}
+	bootloader := testimage.BootloaderBytes()
+	for _, img := range res.Images {
+		if !bytes.Equal(readAt(t, img.Path, testimage.BootloaderOffset, int64(len(bootloader))), bootloader) {
+			t.Errorf("%s: the base's boot loader was changed", img.Node)
+		}
+		if in, ok := stat(t, img.Path, path.Join(k3sImagesDir, filepath.Base(f.images))); !ok || in.mode != 0o644 {
+			t.Errorf("%s: k3s images archive %+v (exists %v)", img.Node, in, ok)
+		}
+	}
+
+	// A second run with the same --out adds node 5 and keeps the others'
+	// identities.
+	before := map[string]string{}
+	for _, img := range res.Images {
+		before[img.Node] = cat(t, img.Path, cluster.NodeCertPath) + cat(t, img.Path, secrets.SSHHostKeyPath)
+	}
+	caBefore := cat(t, res.Images[0].Path, cluster.CACertPath)
+	res2 := run(t, f, append(static, "--nodes", "5")...)
+	nodes2 := checkImages(t, f, res2, base, "pine64", 5)
+	if res2.ClusterID != res.ClusterID {
+		t.Errorf("cluster id changed: %s, then %s", res.ClusterID, res2.ClusterID)
+	}
+	for i, img := range res2.Images {
+		if got := cat(t, img.Path, cluster.CACertPath); got != caBefore {
+			t.Errorf("%s: another CA", img.Node)
+		}
+		if i < 4 && cat(t, img.Path, cluster.NodeCertPath)+cat(t, img.Path, secrets.SSHHostKeyPath) != before[img.Node] {
+			t.Errorf("%s: certificate or SSH host key changed on re-run", img.Node)
+		}
+		if nodes2[i].Expect != 5 {
+			t.Errorf("%s: expect %d, want 5", img.Node, nodes2[i].Expect)
+		}
+	}
+	if before[res2.Images[4].Node] != "" || nodes2[4].Network.Address != "10.20.0.15/24" {
+		t.Errorf("node 5: %+v", nodes2[4])
+	}
+}
+
+// A base without a boot loader (made with mkfs, or a GPT-less raw
+// download) gets the board's u-boot at its offsets.
+func TestBuildPine64WritesUBootIntoBareBase(t *testing.T) {
+	f := newFixture(t)
+	base := testimage.Make(t, testimage.Options{})
+	armbianize(t, base)
+	// An .img.xz base is decompressed into the cache once.
+	if out, err := exec.Command("xz", "-1", "-T0", "-k", base).CombinedOutput(); err != nil {
+		t.Fatalf("xz: %v\n%s", err, out)
+	}
+	ubootDir := t.TempDir()
+	spl := bytes.Repeat([]byte("SPL!"), 8192) // 32 KiB, like sunxi-spl.bin
+	itb := bytes.Repeat([]byte("FIT."), 50000)
+	writeFile(t, filepath.Join(ubootDir, "sunxi-spl.bin"), string(spl))
+	writeFile(t, filepath.Join(ubootDir, "u-boot-sunxi-with-spl.fit.itb"), string(itb))
+
+	out := filepath.Join(t.TempDir(), "out")
+	res := run(t, f, "--board", "pine64", "--nodes", "1", "--base-image", base+".xz", "--out", out, "--uboot-dir", ubootDir)
+	checkImages(t, f, res, base, "pine64", 1)
+	img := res.Images[0].Path
+	if !bytes.Equal(readAt(t, img, 8192, int64(len(spl))), spl) {
+		t.Error("sunxi-spl.bin is not at 8 KiB")
+	}
+	if !bytes.Equal(readAt(t, img, 40960, int64(len(itb))), itb) {
+		t.Error("the u-boot FIT image is not at 40 KiB")
+	}
+	if cached, _ := filepath.Glob(filepath.Join(f.cache, "base", "*.img")); len(cached) != 1 {
+		t.Errorf("decompressed bases in the cache: %v, want one", cached)
+	}
+}

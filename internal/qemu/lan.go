@@ -35,6 +35,7 @@ type LAN struct {
 	ports  map[string]*port // by VM name
 	byPath map[string]*port // by socket path
 	closed bool
+	seq    int // numbers port sockets, so VM names need not fit a path
 
 	wg sync.WaitGroup
 }
@@ -60,8 +61,8 @@ func NewLAN(dir string) (*LAN, error) {
 	if err != nil {
 		return nil, fmt.Errorf("qemu: LAN: %w", err)
 	}
-	// Room for the longest VM port name too.
-	if err := checkSocketPath(filepath.Join(dir, "port-abcdefghijklmnop.sock")); err != nil {
+	// Room for port sockets too.
+	if err := checkSocketPath(filepath.Join(dir, "port-99999.sock")); err != nil {
 		return nil, fmt.Errorf("qemu: LAN in %s: %w", dir, err)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -113,10 +114,6 @@ func (l *LAN) hubPath() string { return filepath.Join(l.dir, "hub.sock") }
 
 // attach plugs the VM called name in and returns the path its QEMU binds.
 func (l *LAN) attach(name string) (string, error) {
-	if len(name) > 16 {
-		return "", fmt.Errorf("LAN port name %q: at most 16 characters", name)
-	}
-	path := filepath.Join(l.dir, "port-"+name+".sock")
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
@@ -125,6 +122,8 @@ func (l *LAN) attach(name string) (string, error) {
 	if _, ok := l.ports[name]; ok {
 		return "", fmt.Errorf("a VM called %s is already on the LAN in %s", name, l.dir)
 	}
+	l.seq++
+	path := filepath.Join(l.dir, fmt.Sprintf("port-%d.sock", l.seq))
 	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_DGRAM|syscall.SOCK_CLOEXEC|syscall.SOCK_NONBLOCK, 0)
 	if err != nil {
 		return "", fmt.Errorf("LAN port %s: socket: %w", name, err)

@@ -147,7 +147,7 @@ func TestVMLifecycle(t *testing.T) {
 	if alive(pid) {
 		t.Fatalf("pid %d alive after Stop", pid)
 	}
-	if _, err := os.Stat(filepath.Join(lan.dir, "port-node1.sock")); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(v.p.lanLocal); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("LAN port socket left after Stop: %v", err)
 	}
 

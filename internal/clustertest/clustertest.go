@@ -199,6 +199,35 @@ func (n *Node) Start(ctx context.Context) error {
 	return nil
 }
 
+// PID is the node service's process id (ip netns exec execs it in place),
+// or 0 when it is not running.
+func (n *Node) PID() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd == nil {
+		return 0
+	}
+	return n.cmd.Process.Pid
+}
+
+// PeakRSSKiB is the node service's peak resident set (VmHWM).
+func (n *Node) PeakRSSKiB() (int, error) {
+	pid := n.PID()
+	if pid == 0 {
+		return 0, fmt.Errorf("%s is not running", n.Name)
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			return strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+		}
+	}
+	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", pid)
+}
+
 // Running reports whether the node's process is alive.
 func (n *Node) Running() bool {
 	n.mu.Lock()

@@ -64,7 +64,7 @@ func TestNodeImages(t *testing.T) {
 
 func TestVMName(t *testing.T) {
 	for img, want := range map[string]string{
-		"/out/homecloud-node1.img": "homecloud-node1",
+		"/out/homecloud-node1.img":  "homecloud-node1",
 		"/out/My Cluster_Node2.img": "my-cluster-node2",
 	} {
 		if got := vmName(img); got != want {

@@ -36,6 +36,7 @@ type LAN struct {
 	byPath map[string]*port // by socket path
 	closed bool
 	seq    int // numbers port sockets, so VM names need not fit a path
+	dhcp   *dhcpServer
 
 	wg sync.WaitGroup
 }
@@ -175,6 +176,9 @@ func (l *LAN) flood(src string, frame []byte) {
 		return
 	}
 	from.frames++
+	if l.dhcp != nil {
+		l.dhcp.answer(from, frame)
+	}
 	for _, p := range l.ports {
 		if p != from {
 			syscall.Sendto(p.fd, frame, syscall.MSG_DONTWAIT, &syscall.SockaddrUnix{Name: p.path})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"testing"
@@ -50,9 +51,9 @@ func ifaceByMAC(mac string) string {
 	return fmt.Sprintf(`i=$(ip -o link | grep -i 'link/ether %s' | cut -d: -f2 | tr -d ' '); [ -n "$i" ] || { echo "no NIC with MAC %s"; ip -o link; exit 1; }; `, mac, mac)
 }
 
-// TestBootLAN boots two VMs on one LAN and has one ping the all-nodes
-// multicast group ff02::1 on it: the other must answer. Only link-local
-// IPv6 is used, so nothing in the guests is reconfigured.
+// TestBootLAN boots two VMs on one LAN whose hub serves DHCP, and has one
+// ping the all-nodes multicast group ff02::1 (the other must answer) and
+// the other's leased IPv4 address. Nothing in the guests is reconfigured.
 func TestBootLAN(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipping: boots two VMs under TCG (minutes)")
@@ -65,6 +66,9 @@ func TestBootLAN(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { lan.Close() })
+	if err := lan.ServeDHCP(netip.MustParsePrefix("10.77.0.1/24"), netip.MustParseAddr("10.77.0.100")); err != nil {
+		t.Fatal(err)
+	}
 
 	base := bootConfig(t, ctx, "a")
 	vms := map[string]*VM{}
@@ -97,6 +101,18 @@ func TestBootLAN(t *testing.T) {
 	out, err = sshRun(ctx, a.HostPort(22), ifaceByMAC(a.cfg.MAC)+`ping -6 -c 3 -w 15 -I "$i" ff02::1`)
 	if !strings.Contains(out, "from "+bAddr) {
 		t.Fatalf("a's ping to ff02::1 on the LAN got no answer from b (%s): %v\n%s", bAddr, err, out)
+	}
+
+	// networkd may still be asking when getty is up: poll for the lease.
+	out, err = sshRun(ctx, b.HostPort(22), ifaceByMAC(b.cfg.MAC)+
+		`for n in $(seq 60); do ip -4 -o addr show dev "$i" | grep -q 'inet 10\.77\.' && break; sleep 1; done; ip -4 -o addr show dev "$i"`)
+	lease := lan.Leases()[b.cfg.MAC]
+	if !lease.IsValid() || !strings.Contains(out, "inet "+lease.String()+"/24") {
+		t.Fatalf("b's LAN NIC does not hold its DHCP lease %v: %v\n%s", lease, err, out)
+	}
+	out, err = sshRun(ctx, a.HostPort(22), `ping -c 3 -w 15 `+lease.String())
+	if err != nil {
+		t.Fatalf("a cannot ping b at %s: %v\n%s", lease, err, out)
 	}
 	if lan.Frames("a") == 0 || lan.Frames("b") == 0 {
 		t.Errorf("hub counted %d frames from a, %d from b", lan.Frames("a"), lan.Frames("b"))

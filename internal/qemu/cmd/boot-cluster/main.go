@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -39,6 +40,8 @@ type options struct {
 	check         bool
 	loginPattern  *regexp.Regexp
 	appendCmdline string
+	dhcp          netip.Prefix // zero: no DHCP on the LAN
+	pool          netip.Addr
 }
 
 func parse(args []string, stderr io.Writer) (*options, error) {
@@ -54,6 +57,7 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.check, "check", false, "exit once every VM reached a login prompt (status 0), or failed to (1)")
 	login := fs.String("login", `login: `, "`regexp` on the serial console that means a VM has booted")
 	fs.StringVar(&o.appendCmdline, "append", qemu.DefaultAppend, "kernel `command line`")
+	dhcp := fs.String("dhcp", "10.77.0.1/24", "the LAN's DHCP server as router `address/prefix` (leases from host .100), or off for static images")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -69,6 +73,16 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 			return nil, fmt.Errorf("-forward: %q is not a TCP port", p)
 		}
 		o.forward = append(o.forward, n)
+	}
+	if *dhcp != "off" {
+		p, err := netip.ParsePrefix(*dhcp)
+		if err != nil || !p.Addr().Is4() || p.Bits() > 24 {
+			return nil, fmt.Errorf("-dhcp %q: want an IPv4 address/prefix of /24 or wider, like 10.77.0.1/24, or off", *dhcp)
+		}
+		o.dhcp = p
+		b := p.Masked().Addr().As4()
+		b[3] = 100
+		o.pool = netip.AddrFrom4(b)
 	}
 	re, err := regexp.Compile(*login)
 	if err != nil {
@@ -143,6 +157,12 @@ func boot(ctx context.Context, o *options, stdout io.Writer) error {
 		return err
 	}
 	defer lan.Close()
+	if o.dhcp.IsValid() {
+		if err := lan.ServeDHCP(o.dhcp, o.pool); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "LAN: DHCP from %s, leases from %s\n", o.dhcp, o.pool)
+	}
 
 	var vms []*qemu.VM
 	defer func() {
@@ -199,6 +219,10 @@ func boot(ctx context.Context, o *options, stdout io.Writer) error {
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("%w\nconsoles and QEMU logs are in %s", err, o.work)
+	}
+	// Leases are by the MAC the guest uses, which the image may set itself.
+	for mac, addr := range lan.Leases() {
+		fmt.Fprintf(stdout, "LAN: lease %s to %s\n", addr, mac)
 	}
 	if o.check {
 		removeWork = madeWork

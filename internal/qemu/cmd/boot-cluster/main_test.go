@@ -22,6 +22,9 @@ func TestParse(t *testing.T) {
 		{args: []string{"-forward", "70000"}, wantErr: `"70000" is not a TCP port`},
 		{args: []string{"-login", "("}, wantErr: "-login"},
 		{args: []string{"out/"}, wantErr: "-images DIR"},
+		{args: []string{"-dhcp", "10.1.2.3"}, wantErr: "-dhcp"},
+		{args: []string{"-dhcp", "fd00::1/64"}, wantErr: "-dhcp"},
+		{args: []string{"-dhcp", "10.1.2.3/30"}, wantErr: "-dhcp"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -35,10 +38,23 @@ func TestParse(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if o.dhcp.String() != "10.77.0.1/24" || o.pool.String() != "10.77.0.100" {
+				t.Errorf("DHCP %s from %s, want the default 10.77.0.1/24 from 10.77.0.100", o.dhcp, o.pool)
+			}
 			if !slices.Equal(o.forward, tt.wantForward) {
 				t.Errorf("forward = %v, want %v", o.forward, tt.wantForward)
 			}
 		})
+	}
+}
+
+func TestParseDHCP(t *testing.T) {
+	o, err := parse([]string{"-dhcp", "192.168.50.1/24"}, io.Discard)
+	if err != nil || o.dhcp.String() != "192.168.50.1/24" || o.pool.String() != "192.168.50.100" {
+		t.Fatalf("-dhcp 192.168.50.1/24: %+v, %v", o, err)
+	}
+	if o, err = parse([]string{"-dhcp", "off"}, io.Discard); err != nil || o.dhcp.IsValid() {
+		t.Fatalf("-dhcp off: dhcp %v, err %v", o.dhcp, err)
 	}
 }
 

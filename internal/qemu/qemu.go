@@ -3,7 +3,9 @@
 // Cortex-A53, the kernel and initrd taken from the image's own /boot, the
 // image behind a qcow2 overlay so it stays untouched, the serial console
 // streamed to a file, a QMP socket for reset and quit, an optional shared
-// virtual LAN and host port forwards that reach nothing but the guest.
+// virtual LAN (a hub in the test process, which can also play the home
+// router's DHCP server) and host port forwards that reach nothing but the
+// guest.
 //
 // hugelgupf/vmtest's qemu package was considered and not used: it has no QMP
 // (so no system_reset or clean quit), drives the console through a pty with

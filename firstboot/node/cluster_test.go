@@ -79,7 +79,7 @@ func newCluster(t *testing.T, n int, start bool) *clustertest.Cluster {
 		if t.Failed() {
 			for _, nd := range c.Nodes {
 				b, _ := os.ReadFile(nd.Log)
-				t.Logf("---- %s log (last 4 KiB)\n%s", nd.Name, tail(b, 4096))
+				t.Logf("---- %s log (running %v, last exit %v; last 6 KiB)\n%s", nd.Name, nd.Running(), nd.ExitErr(), tail(b, 6144))
 				for _, u := range []string{"k3s.service", "k3s-agent.service", "keepalived.service"} {
 					if b, err := os.ReadFile(filepath.Join(nd.Root, "var/lib/homecloud/logs", u+".log")); err == nil {
 						t.Logf("---- %s %s\n%s", nd.Name, u, tail(b, 1024))
@@ -110,8 +110,9 @@ func serving(t *testing.T, c *clustertest.Cluster, within time.Duration) map[str
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), within)
 	defer cancel()
-	views := map[string]*status.View{}
+	var views map[string]*status.View
 	err := clustertest.WaitFor(ctx, 200*time.Millisecond, func() (bool, string) {
+		views = map[string]*status.View{}
 		for _, nd := range c.Nodes {
 			if !nd.Running() {
 				continue
@@ -124,6 +125,16 @@ func serving(t *testing.T, c *clustertest.Cluster, within time.Duration) map[str
 				return false, fmt.Sprintf("%s at step %s (error %q)", nd.Name, v.Step, v.Error)
 			}
 			views[nd.Name] = v
+		}
+		// A snapshot taken during an election is not an answer yet.
+		var plan, leader string
+		for name, v := range views {
+			if plan == "" {
+				plan, leader = string(v.Plan), v.Leader
+			}
+			if string(v.Plan) != plan || v.Leader != leader || leader == "" {
+				return false, fmt.Sprintf("%s: leader %q plan %s; another: leader %q plan %s", name, v.Leader, v.Plan, leader, plan)
+			}
 		}
 		return true, ""
 	})

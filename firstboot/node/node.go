@@ -150,9 +150,8 @@ func (n *Node) Run(ctx context.Context) error {
 			return err
 		}
 		n.maybeCrash(s.name)
-		if err := s.fn(ctx); err != nil {
-			n.board.Update(func(v *status.View) { v.Error = err.Error() })
-			return fmt.Errorf("step %s: %w", s.name, err)
+		if err := n.retry(ctx, s.name, s.fn); err != nil {
+			return err
 		}
 		n.maybeCrash(s.name + ":end")
 		n.prog.markDone(s.name)
@@ -163,6 +162,31 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	<-ctx.Done()
 	return nil
+}
+
+// retry runs a step until it succeeds: steps are idempotent, and what
+// fails them (a peer not up yet, a membership change in flight) passes.
+// Only the end of ctx stops it.
+func (n *Node) retry(ctx context.Context, name string, fn func(context.Context) error) error {
+	backoff := time.Second
+	for {
+		err := fn(ctx)
+		if err == nil {
+			n.board.Update(func(v *status.View) { v.Error = "" })
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("step %s: %w", name, err)
+		}
+		n.log.Warn("step failed, retrying", "step", name, "err", err, "in", backoff)
+		n.board.Update(func(v *status.View) { v.Error = err.Error() })
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("step %s: %w", name, err)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
 }
 
 func (n *Node) maybeCrash(at string) {

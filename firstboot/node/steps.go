@@ -190,12 +190,16 @@ func (n *Node) verifiedPeers(ctx context.Context) []consensus.Peer {
 // bootstrap_expect), or wait for the leader to add us.
 func (n *Node) agree(ctx context.Context) error {
 	self := n.raft.Self(n.cfg.Index)
+	start := time.Now()
 	for !n.inConfig() {
 		if !n.raft.HasState() && !n.prog.Bootstrapped {
 			peers := n.verifiedPeers(ctx)
-			quorumOK := n.opts.QuorumAfter > 0 && len(peers)+1 > n.cfg.Expect/2
 			expect := n.cfg.Expect
-			if quorumOK && len(peers)+1 < expect {
+			// After QuorumAfter, a majority of the expected nodes may
+			// start without the rest (a dead board must not block the
+			// cluster forever); two majorities cannot both form.
+			late := n.opts.QuorumAfter > 0 && time.Since(start) > n.opts.QuorumAfter
+			if late && len(peers)+1 > n.cfg.Expect/2 && len(peers)+1 < expect {
 				expect = len(peers) + 1
 			}
 			if consensus.ShouldBootstrap(self, peers, expect) {

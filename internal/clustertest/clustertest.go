@@ -79,6 +79,14 @@ type Node struct {
 	done  chan struct{}
 	Boots int
 	Env   []string // extra environment for the next start
+	exit  error
+}
+
+// ExitErr is how the last process ended (nil while running or on exit 0).
+func (n *Node) ExitErr() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.exit
 }
 
 // New lays out n nodes (not started). Close removes everything.
@@ -173,7 +181,7 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 	kconf := filepath.Join(n.Root, keepalived.ConfigPath)
 	args := []string{"netns", "exec", n.Host.NS, n.c.Opts.Bins.Firstboot, "run",
-		"--root", n.Root, "--iface", "eth0", "--supervisor", "exec", "--debug",
+		"--root", n.Root, "--iface", "eth0", "--supervisor", "exec",
 		"--exec-unit", k3s.ServerUnit + "=" + n.c.Opts.Bins.FakeK3s + " server --config " + filepath.Join(n.Root, k3s.ConfigPath),
 		"--exec-unit", k3s.AgentUnit + "=" + n.c.Opts.Bins.FakeK3s + " agent --config " + filepath.Join(n.Root, k3s.ConfigPath),
 		"--exec-unit", keepalived.Unit + "=" + strings.Join(keepalived.Argv(kconf, run), " "),
@@ -195,7 +203,13 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 	n.cmd, n.done = cmd, make(chan struct{})
 	done := n.done
-	go func() { cmd.Wait(); close(done) }()
+	go func() {
+		err := cmd.Wait()
+		n.mu.Lock()
+		n.exit = err
+		n.mu.Unlock()
+		close(done)
+	}()
 	return nil
 }
 

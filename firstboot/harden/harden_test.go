@@ -42,10 +42,10 @@ func debianRoot(t *testing.T) string {
 	t.Helper()
 	root := t.TempDir()
 	files := map[string]string{
-		"etc/passwd":     "root:x:0:0:root:/root:/bin/bash\nsshd:x:100:65534::/run/sshd:/usr/sbin/nologin\n",
-		"etc/group":      "root:x:0:\nshadow:x:42:\n",
-		"etc/shadow":     "root:$y$j9T$Y2R6ZDFkZ2VtZQ$MUp6d0xHcWRqN0x1:19000:0:99999:7:::\nsshd:*:19000:0:99999:7:::\n",
-		"etc/login.defs": "MAIL_DIR /var/mail\nUMASK\t\t022\nPASS_MAX_DAYS\t99999\nPASS_MIN_DAYS\t0\nPASS_WARN_AGE\t7\nENCRYPT_METHOD SHA512\n",
+		"etc/passwd":               "root:x:0:0:root:/root:/bin/bash\nsshd:x:100:65534::/run/sshd:/usr/sbin/nologin\n",
+		"etc/group":                "root:x:0:\nshadow:x:42:\n",
+		"etc/shadow":               "root:$y$j9T$Y2R6ZDFkZ2VtZQ$MUp6d0xHcWRqN0x1:19000:0:99999:7:::\nsshd:*:19000:0:99999:7:::\n",
+		"etc/login.defs":           "MAIL_DIR /var/mail\nUMASK\t\t022\nPASS_MAX_DAYS\t99999\nPASS_MIN_DAYS\t0\nPASS_WARN_AGE\t7\nENCRYPT_METHOD SHA512\n",
 		"etc/ssh/ssh_host_rsa_key": "-----BEGIN OPENSSH PRIVATE KEY-----\n", "etc/ssh/ssh_host_rsa_key.pub": "ssh-rsa AAAA\n",
 		"etc/ssh/ssh_host_ecdsa_key": "x", "etc/ssh/ssh_host_ed25519_key": "node key",
 	}

@@ -286,7 +286,9 @@ func debs(ctx context.Context, s *spec.Spec, cache *fetch.Cache, opts Options) (
 	}
 	a := &debarchive.Archive{BaseURL: mirror, Suite: "bookworm", Component: "main", Arch: "arm64",
 		Keyring: keyring, Cache: cache, Logger: opts.Logger}
-	pkgs, err := a.Resolve(ctx, []string{"keepalived"})
+	// nftables and unattended-upgrades: the firewall and security updates
+	// (overlays/rootfs), for bases that lack them.
+	pkgs, err := a.Resolve(ctx, []string{"keepalived", "nftables", "unattended-upgrades"})
 	if err != nil {
 		return nil, debErr(err)
 	}

@@ -34,12 +34,17 @@ const (
 	DefaultName      = "homecloud"
 	DefaultNetwork   = "dhcp"
 	DefaultAdminUser = "homecloud"
+	// Volume sizes that fit a 32 GB SD card per node with Longhorn's replicas.
+	DefaultNextcloudSize  = "8Gi"
+	DefaultDatabaseSize   = "2Gi"
+	DefaultMonitoringSize = "2Gi"
 )
 
 // KnownServices are the parts of the service stack that can be switched
 // off; all are on unless the user says otherwise.
 func KnownServices() []string {
-	return []string{"traefik", "longhorn", "dashboard", "csi-driver-smb", "dnas", "nextcloud", "calibre-web"}
+	return []string{"traefik", "longhorn", "dashboard", "csi-driver-smb", "dnas", "nextcloud", "calibre-web",
+		"portainer", "monitoring", "backups"}
 }
 
 // Spec is one cluster as the user described it. The yaml keys are the
@@ -73,6 +78,16 @@ type Spec struct {
 	// DataDisk is the file system label of the NAS disk, if there is one.
 	DataDisk string          `yaml:"data-disk"`
 	Services map[string]bool `yaml:"services"`
+	// BackupRepo is the restic repository the nightly backup writes to:
+	// an absolute path on the data-disk node (a second disk), or a restic
+	// REST server (rest:https://host:8000/). Empty: /srv/backup there.
+	BackupRepo string `yaml:"backup-repo"`
+	// LonghornBackupTarget is Longhorn's backup target (nfs:// or cifs://).
+	LonghornBackupTarget string `yaml:"longhorn-backup-target"`
+	// Volume sizes of the stack, as Kubernetes quantities (8Gi).
+	NextcloudSize  string `yaml:"nextcloud-size"`
+	DatabaseSize   string `yaml:"database-size"`
+	MonitoringSize string `yaml:"monitoring-size"`
 	// TestK3s is a stand-in binary baked instead of k3s, for tests.
 	TestK3s string `yaml:"test-k3s"`
 }
@@ -100,7 +115,8 @@ func usagef(field, format string, args ...any) *UsageError {
 
 func defaults() *Spec {
 	s := &Spec{Out: DefaultOut, Name: DefaultName, Network: DefaultNetwork, AdminUser: DefaultAdminUser,
-		Services: map[string]bool{}}
+		Services: map[string]bool{}, NextcloudSize: DefaultNextcloudSize, DatabaseSize: DefaultDatabaseSize,
+		MonitoringSize: DefaultMonitoringSize}
 	for _, name := range KnownServices() {
 		s.Services[name] = true
 	}
@@ -176,6 +192,11 @@ func newFlagSet(s *Spec, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&s.AdminUser, "admin-user", s.AdminUser, "admin account `name` made on every node")
 	fs.StringVar(&s.DataDisk, "data-disk", s.DataDisk, "file system `label` of the NAS data disk, if any")
 	fs.Var((*servicesFlag)(&s.Services), "services", "switch services `name=on|off,...` (all on by default: "+strings.Join(KnownServices(), ", ")+")")
+	fs.StringVar(&s.BackupRepo, "backup-repo", s.BackupRepo, "restic `repository` for the nightly backup: an absolute path on the data-disk node or rest:https://HOST:PORT/PATH (default /srv/backup on that node)")
+	fs.StringVar(&s.LonghornBackupTarget, "longhorn-backup-target", s.LonghornBackupTarget, "Longhorn's backup `target`: nfs://HOST:/PATH or cifs://HOST/SHARE (default none)")
+	fs.StringVar(&s.NextcloudSize, "nextcloud-size", s.NextcloudSize, "Nextcloud's volume `size` (e.g. 8Gi)")
+	fs.StringVar(&s.DatabaseSize, "database-size", s.DatabaseSize, "Nextcloud database volume `size` (e.g. 2Gi)")
+	fs.StringVar(&s.MonitoringSize, "monitoring-size", s.MonitoringSize, "Prometheus volume `size` (e.g. 2Gi)")
 	fs.StringVar(&s.TestK3s, "test-k3s", s.TestK3s, "FOR TESTS: bake this stand-in `file` instead of k3s")
 	return fs
 }

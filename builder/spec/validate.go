@@ -74,6 +74,7 @@ func (s *Spec) Validate(lookup BoardLookup) error {
 	if s.DataDisk != "" && !fsLabel.MatchString(s.DataDisk) {
 		add(usagef("--data-disk", "%q: want a file system label of at most 16 letters, digits, '.', '_' or '-'", s.DataDisk))
 	}
+	errs = append(errs, s.validateStack()...)
 	known := KnownServices()
 	for name := range s.Services {
 		if !slices.Contains(known, name) {
@@ -233,4 +234,37 @@ func optionalFile(field, path string) error {
 		return usagef(field, "%s: not a regular file", path)
 	}
 	return nil
+}
+
+var (
+	sizeRE     = regexp.MustCompile(`^[1-9][0-9]{0,5}(Mi|Gi|Ti)$`)
+	restRepoRE = regexp.MustCompile(`^rest:https?://[^\s/]+(/\S*)?$`)
+	longhornRE = regexp.MustCompile(`^(nfs://[^\s/:]+:/\S*|cifs://[^\s/]+/\S+)$`)
+)
+
+// validateStack checks the service stack's settings.
+func (s *Spec) validateStack() []error {
+	var errs []error
+	for _, f := range []struct{ flag, v string }{{"--nextcloud-size", s.NextcloudSize}, {"--database-size", s.DatabaseSize}, {"--monitoring-size", s.MonitoringSize}} {
+		if !sizeRE.MatchString(f.v) {
+			errs = append(errs, usagef(f.flag, "%q: want a size such as 8Gi (a whole number of Mi, Gi or Ti)", f.v))
+		}
+	}
+	switch r := s.BackupRepo; {
+	case r == "":
+	case strings.HasPrefix(r, "/"):
+		if strings.ContainsAny(r, " \t\n\"'$`\\") || strings.Contains(r, "..") {
+			errs = append(errs, usagef("--backup-repo", "%q: want a plain absolute path without spaces, quotes or ..", r))
+		}
+	case strings.HasPrefix(r, "rest:"):
+		if !restRepoRE.MatchString(r) {
+			errs = append(errs, usagef("--backup-repo", "%q: want rest:https://HOST:PORT/PATH", r))
+		}
+	default:
+		errs = append(errs, usagef("--backup-repo", "%q: want an absolute path on the data-disk node or rest:https://HOST:PORT/PATH (a restic REST server)", r))
+	}
+	if t := s.LonghornBackupTarget; t != "" && !longhornRE.MatchString(t) {
+		errs = append(errs, usagef("--longhorn-backup-target", "%q: want nfs://HOST:/PATH or cifs://HOST/SHARE", t))
+	}
+	return errs
 }

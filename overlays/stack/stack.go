@@ -13,9 +13,11 @@ package stack
 import (
 	"bytes"
 	"embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"text/template"
@@ -179,4 +181,17 @@ func SecretKeys() []string {
 	return []string{"samba-password", "syncthing-gui-password", "nextcloud-admin-password",
 		"nextcloud-db-password", "calibre-admin-password", "portainer-admin-password",
 		"grafana-admin-password", "restic-password", "dashboard-csrf-key"}
+}
+
+// LoadConfig reads the stack config the builder baked into a node.
+func LoadConfig(path string) (Config, error) {
+	var c Config
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return c, fmt.Errorf("stack config: %w", err)
+	}
+	if err := json.Unmarshal(b, &c); err != nil {
+		return c, fmt.Errorf("stack config %s: %w", path, err)
+	}
+	return c, nil
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/netip"
 	"os"
@@ -15,6 +17,7 @@ import (
 	"github.com/homecloud/homecloud/firstboot/plan"
 	"github.com/homecloud/homecloud/firstboot/status"
 	"github.com/homecloud/homecloud/internal/cluster"
+	"github.com/homecloud/homecloud/overlays/stack"
 )
 
 func (n *Node) setPlan(p plan.Plan) {
@@ -160,8 +163,11 @@ func (n *Node) deploy(ctx context.Context) error {
 	return nil
 }
 
-// manifests is the stack to deploy. For now the cluster's own record: a
-// namespace and the plan, which shows in kubectl that the stack landed.
+// manifests is the stack to deploy: the cluster's own record (a
+// namespace and the plan, which shows in kubectl that the stack landed)
+// and the service stack rendered from the config the builder baked in.
+// An image without that config (older builder, test roots) deploys the
+// record alone.
 func (n *Node) manifests(p plan.Plan) (map[string][]byte, error) {
 	pj, err := json.Marshal(p)
 	if err != nil {
@@ -180,7 +186,24 @@ metadata:
 data:
   plan.json: %q
 `, pj)
-	return map[string][]byte{"homecloud-00-plan.yaml": []byte(doc)}, nil
+	docs := map[string][]byte{"homecloud-00-plan.yaml": []byte(doc)}
+	cfg, err := stack.LoadConfig(n.opts.path(stack.ConfigPath))
+	if errors.Is(err, fs.ErrNotExist) {
+		n.log.Warn("no stack config in this image: deploying the plan record only", "path", stack.ConfigPath)
+		return docs, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	files, err := stack.Render(stack.Input{Config: cfg, Topology: stack.Topology{
+		Servers: p.Servers, Agents: p.Agents, DataDiskNode: p.DataDiskNode}})
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range files {
+		docs[f.Name] = f.Data
+	}
+	return docs, nil
 }
 
 // serve: tell systemd we are up and keep the cluster's view current.

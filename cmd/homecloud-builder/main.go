@@ -44,6 +44,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return buildImages(ctx, args, stdout, stderr)
 	case "boards":
 		return listBoards(stdout, stderr)
+	case "manifests":
+		return writeManifests(args, stdout, stderr)
 	case "help":
 		usage(stderr)
 		return 0
@@ -55,6 +57,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func usage(w io.Writer) {
 	fmt.Fprint(w, `usage: homecloud-builder [build] --board NAME --nodes N --ssh-key FILE [flags]
        homecloud-builder boards        list the supported boards
+       homecloud-builder manifests [build's flags]   write the service stack into --out/manifests/
 Run homecloud-builder build -h for every flag.
 `)
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/homecloud/homecloud/builder/ext4fs"
 	"github.com/homecloud/homecloud/builder/secrets"
 	"github.com/homecloud/homecloud/builder/spec"
+	"github.com/homecloud/homecloud/builder/stacksecrets"
 	"github.com/homecloud/homecloud/internal/cluster"
 	"github.com/homecloud/homecloud/overlays"
 )
@@ -94,6 +95,12 @@ func populate(fsys ext4fs.FS, in *inputs, s *spec.Spec, b *secrets.NodeBundle) e
 	for _, f := range b.Files {
 		files = append(files, file{path: f.Path, data: f.Data, mode: f.Mode})
 	}
+	// The service stack's settings and generated passwords, for the deploy step.
+	sf, err := stacksecrets.ImageFile(s)
+	if err != nil {
+		return err
+	}
+	files = append(files, file{path: sf.Path, data: sf.Data, mode: sf.Mode})
 	files = append(files, file{path: "/etc/ssh/authorized_keys/" + s.AdminUser, data: in.sshKeys, mode: 0o644})
 	files = append(files, in.rootfs.noAutologin...)
 	if in.rootfs.machineID {

@@ -20,8 +20,8 @@ func TestBackupAndRestoreWithRestic(t *testing.T) {
 	db := filepath.Join(tmp, "backup", "db")
 	nas := filepath.Join(tmp, "backup", "nas")
 	files := map[string]string{
-		filepath.Join(db, "nextcloud.dump"):            "PGDMP dump",
-		filepath.Join(nas, "books", "a.epub"):          "book",
+		filepath.Join(db, "nextcloud.dump"):           "PGDMP dump",
+		filepath.Join(nas, "books", "a.epub"):         "book",
 		filepath.Join(nas, "photos", "2026", "x.jpg"): strings.Repeat("jpeg", 1000),
 	}
 	for p, data := range files {

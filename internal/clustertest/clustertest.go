@@ -175,7 +175,12 @@ func (n *Node) Start(ctx context.Context) error {
 	if n.cmd != nil {
 		return fmt.Errorf("%s already running", n.Name)
 	}
+	// /run is a tmpfs on a real board: a boot starts with it empty, so a
+	// pid file left by a killed keepalived must not survive either.
 	run := filepath.Join(n.Root, "run")
+	if err := os.RemoveAll(run); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(run, 0o755); err != nil {
 		return err
 	}

@@ -7,10 +7,12 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/homecloud/homecloud/firstboot/harden"
 	"github.com/homecloud/homecloud/firstboot/plan"
 	"github.com/homecloud/homecloud/firstboot/status"
 	"github.com/homecloud/homecloud/internal/clustertest"
@@ -224,6 +226,40 @@ func TestClusterAssembles(t *testing.T) {
 			if n == 4 && (len(p.Agents) != 1 || p.Agents[0] != "home-node4") {
 				t.Errorf("4-node plan without node4 as its one agent: %+v", p)
 			}
+			hardened(t, c)
 		})
+	}
+}
+
+// hardened checks what each node's first boot did to its own root: the
+// firewall's peer set holds exactly the other nodes, its LAN set the
+// subnet, and root's password from the base image is locked.
+func hardened(t *testing.T, c *clustertest.Cluster) {
+	t.Helper()
+	for _, n := range c.Nodes {
+		peers, err := os.ReadFile(filepath.Join(n.Root, harden.PeersFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range c.Nodes {
+			has := strings.Contains(string(peers), m.Host.Addr.String()+" ") || strings.Contains(string(peers), m.Host.Addr.String()+",")
+			if has != (m != n) {
+				t.Errorf("%s firewall peers (has %s: %v, want %v):\n%s", n.Name, m.Name, has, m != n, peers)
+			}
+		}
+		lan, err := os.ReadFile(filepath.Join(n.Root, harden.LANFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := c.Opts.Subnet.Masked().String(); !strings.Contains(string(lan), "lan4 { "+want+" }") {
+			t.Errorf("%s firewall LAN set lacks %s:\n%s", n.Name, want, lan)
+		}
+		shadow, err := os.ReadFile(filepath.Join(n.Root, "etc/shadow"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(string(shadow), "root:!*:") {
+			t.Errorf("%s root password not locked: %s", n.Name, shadow)
+		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/homecloud/homecloud/firstboot/consensus"
 	"github.com/homecloud/homecloud/firstboot/discovery"
+	"github.com/homecloud/homecloud/firstboot/harden"
 	"github.com/homecloud/homecloud/firstboot/netcfg"
 	"github.com/homecloud/homecloud/firstboot/osprep"
 	"github.com/homecloud/homecloud/firstboot/plan"
@@ -22,6 +23,11 @@ import (
 // network: the one-time OS preparation, then wait for the LAN address.
 func (n *Node) network(ctx context.Context) error {
 	if n.opts.PrepOS && !n.prog.Prepared {
+		// The hardening the builder could not do on files alone: the base
+		// image's root password, its shared host keys, login.defs.
+		if err := harden.Apply(ctx, harden.Options{Root: n.opts.Root, Logger: n.log}); err != nil {
+			return err
+		}
 		p := &osprep.Prep{Root: n.opts.Root, Logger: n.log}
 		if err := p.Hostname(ctx, n.cfg.Name); err != nil {
 			return err
@@ -50,6 +56,15 @@ func (n *Node) network(ctx context.Context) error {
 	}
 	n.iface, n.addr = iface, addr
 	n.log.Info("address up", "interface", iface, "addr", addr)
+	// mDNS, the Kubernetes API and the NAS are open to the LAN only, and
+	// with DHCP only now is the LAN known.
+	lan, err := n.lanPrefixes()
+	if err != nil {
+		return err
+	}
+	if err := harden.UpdateLAN(ctx, n.opts.Root, lan); err != nil {
+		return err
+	}
 	go func() {
 		if err := n.board.Serve(ctx, n.statusAddr()); err != nil {
 			n.log.Error("status endpoint", "err", err)
@@ -76,6 +91,7 @@ func (n *Node) discover(ctx context.Context) error {
 	if n.watcher, err = discovery.Watch(ctx, dcfg, n.cfg.ClusterID); err != nil {
 		return err
 	}
+	go n.keepFirewall(ctx)
 	if n.raft.HasState() {
 		return nil // a member already: peers are in raft's configuration
 	}

@@ -134,6 +134,16 @@ func lastAddr(p netip.Prefix) netip.Addr {
 	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }
 
+// baseAccounts is what a base image brings in /etc: root with the
+// password "1234" (the SHA-512 crypt hash Armbian ships), and login.defs
+// with Debian's defaults.
+var baseAccounts = map[string]string{
+	"etc/passwd":     "root:x:0:0:root:/root:/bin/bash\n",
+	"etc/group":      "root:x:0:\n",
+	"etc/shadow":     "root:$6$rounds=5000$armbian$Q5dDuVq8y0vlp1d3d0Gk0mQ2XWQm0oQ1m3bqkF0Wm0hN5v1zK6o4l2m3n4o5p6q7r8s9t0u1v2w3x4y5z6A7B8:19000:0:99999:7:::\n",
+	"etc/login.defs": "UMASK\t\t022\nPASS_MAX_DAYS\t99999\nPASS_MIN_DAYS\t0\n",
+}
+
 // layout writes the node's files as the builder puts them in an image.
 func (c *Cluster) layout(n *Node) error {
 	b, err := c.sec.Bundle(n.Name)
@@ -146,6 +156,16 @@ func (c *Cluster) layout(n *Node) error {
 			return err
 		}
 		if err := os.WriteFile(p, f.Data, f.Mode); err != nil {
+			return err
+		}
+	}
+	// The accounts of a base image whose root password is Armbian's
+	// well-known one, for the node's first-boot hardening to lock.
+	for path, body := range baseAccounts {
+		if err := os.MkdirAll(filepath.Join(n.Root, "etc"), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(n.Root, path), []byte(body), 0o640); err != nil {
 			return err
 		}
 	}

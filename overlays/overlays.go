@@ -65,6 +65,8 @@ func modeFor(p string) fs.FileMode {
 	case strings.HasPrefix(p, "/usr/local/bin/"), strings.HasPrefix(p, "/usr/local/sbin/"),
 		path.Ext(p) == ".sh":
 		return 0o755
+	case strings.HasPrefix(p, "/etc/sudoers.d/"):
+		return 0o440 // sudo ignores a drop-in others can write
 	default:
 		return 0o644
 	}

@@ -287,8 +287,8 @@ func debs(ctx context.Context, s *spec.Spec, cache *fetch.Cache, opts Options) (
 	a := &debarchive.Archive{BaseURL: mirror, Suite: "bookworm", Component: "main", Arch: "arm64",
 		Keyring: keyring, Cache: cache, Logger: opts.Logger}
 	// nftables and unattended-upgrades: the firewall and security updates
-	// (overlays/rootfs), for bases that lack them.
-	pkgs, err := a.Resolve(ctx, []string{"keepalived", "nftables", "unattended-upgrades"})
+	// (overlays/rootfs), for bases that lack them; sudo for the admin.
+	pkgs, err := a.Resolve(ctx, []string{"keepalived", "nftables", "unattended-upgrades", "sudo"})
 	if err != nil {
 		return nil, debErr(err)
 	}

@@ -65,11 +65,16 @@ func (n *Node) network(ctx context.Context) error {
 	if err := harden.UpdateLAN(ctx, n.opts.Root, lan); err != nil {
 		return err
 	}
-	go func() {
-		if err := n.board.Serve(ctx, n.statusAddr()); err != nil {
-			n.log.Error("status endpoint", "err", err)
-		}
-	}()
+	// On the LAN for the peers, and on loopback for `homecloud-firstboot
+	// status` run on the node itself (the firewall keeps the LAN one to
+	// the peers).
+	for _, a := range []string{n.statusAddr(), net.JoinHostPort("127.0.0.1", strconv.Itoa(n.opts.StatusPort))} {
+		go func() {
+			if err := n.board.Serve(ctx, a); err != nil {
+				n.log.Error("status endpoint", "err", err)
+			}
+		}()
+	}
 	return nil
 }
 

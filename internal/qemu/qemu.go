@@ -172,7 +172,11 @@ func (c Config) args(p paths) []string {
 		for _, g := range guests {
 			nd += fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-:%d", c.Forward[g], g)
 		}
-		a = append(a, "-netdev", nd, "-device", "virtio-net-pci,netdev=fwd")
+		// An e1000, not virtio: the image's own network config claims
+		// every NIC of the board's driver (virtio_net on qemu-virt) as
+		// the LAN, and the host's port into the VM must stay apart, on
+		// the base's catch-all DHCP config.
+		a = append(a, "-netdev", nd, "-device", "e1000,netdev=fwd")
 	}
 	return a
 }

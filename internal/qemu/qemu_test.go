@@ -53,7 +53,7 @@ func TestArgs(t *testing.T) {
 			p:    p,
 			want: []string{
 				"-netdev user,id=fwd,restrict=on,hostfwd=tcp:127.0.0.1:2222-:22,hostfwd=tcp:127.0.0.1:0-:8443",
-				"-device virtio-net-pci,netdev=fwd",
+				"-device e1000,netdev=fwd",
 			},
 			notWant: []string{"-nic", "id=lan"},
 		},

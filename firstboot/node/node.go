@@ -133,6 +133,11 @@ func (n *Node) Run(ctx context.Context) error {
 	})
 	n.board.Probe = n.probe
 	defer n.close()
+	// Ready as soon as the config and keys checked out: the steps can take
+	// minutes (a lone board waits for its peers for ever), and systemd
+	// would kill a unit that stays "activating" past TimeoutStartSec and
+	// hold multi-user.target for it. STATUS= tells where the node is.
+	n.notify("READY=1")
 
 	steps := []struct {
 		name string

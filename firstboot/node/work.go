@@ -206,9 +206,8 @@ data:
 	return docs, nil
 }
 
-// serve: tell systemd we are up and keep the cluster's view current.
+// serve: say so and keep the cluster's view current.
 func (n *Node) serve(ctx context.Context) error {
-	n.notify("READY=1")
 	n.notify("STATUS=serving")
 	go n.watchPlan(ctx)
 	go n.watchVIP(ctx)

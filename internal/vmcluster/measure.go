@@ -1,0 +1,237 @@
+package vmcluster
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/homecloud/homecloud/firstboot/status"
+)
+
+// Figures are what a boot took, each from a QEMU start.
+type Figures struct {
+	Kernel, MultiUser, Serve map[string]time.Duration // per VM
+	ClusterServe             time.Duration            // first QEMU start → every node serving
+	VIPFailover              time.Duration            // holder killed → another holds the VIP
+}
+
+// Print writes the figures as name=value lines (seconds), VMs in order.
+func (f Figures) Print(w io.Writer, c *Cluster) {
+	for i, v := range c.VMs {
+		for _, m := range []struct {
+			name string
+			d    map[string]time.Duration
+		}{{"kernel", f.Kernel}, {"multiuser", f.MultiUser}, {"serve", f.Serve}} {
+			if d, ok := m.d[v.Name]; ok {
+				fmt.Fprintf(w, "vm%d_%s_s=%.1f\n", i+1, m.name, d.Seconds())
+			}
+		}
+	}
+	if f.ClusterServe > 0 {
+		fmt.Fprintf(w, "cluster_serve_s=%.1f\n", f.ClusterServe.Seconds())
+	}
+	if f.VIPFailover > 0 {
+		fmt.Fprintf(w, "vip_failover_s=%.1f\n", f.VIPFailover.Seconds())
+	}
+}
+
+var (
+	kernelRE    = regexp.MustCompile(`Booting Linux on physical CPU`)
+	multiUserRE = regexp.MustCompile(`Reached target .*Multi-User System`)
+)
+
+// WaitBooted waits, on every VM's serial console, for the kernel and then
+// for systemd's multi-user.target, and records when each came.
+func (c *Cluster) WaitBooted(ctx context.Context, f *Figures) error {
+	if f.Kernel == nil {
+		f.Kernel, f.MultiUser = map[string]time.Duration{}, map[string]time.Duration{}
+	}
+	var mu sync.Mutex
+	return c.each(func(v *VM) error {
+		k, err := v.WaitConsole(ctx, kernelRE)
+		if err != nil {
+			return err
+		}
+		m, err := v.WaitConsole(ctx, multiUserRE)
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		f.Kernel[v.Name], f.MultiUser[v.Name] = k, m
+		mu.Unlock()
+		fmt.Fprintf(c.log, "%s: kernel after %s, multi-user after %s\n", v.Name, k.Round(time.Second/10), m.Round(time.Second/10))
+		return nil
+	})
+}
+
+// Serving reports whether a node finished its steps.
+func Serving(v *status.View) bool { return v != nil && slices.Contains(v.Done, "serve") }
+
+// WaitServing polls every live VM's status until each has done its serve
+// step, recording when each was first seen serving (the poll's interval
+// and an SSH login under TCG bound its precision to a few seconds), and
+// returns the last views.
+func (c *Cluster) WaitServing(ctx context.Context, a Access, f *Figures) (map[string]*status.View, error) {
+	if f.Serve == nil {
+		f.Serve = map[string]time.Duration{}
+	}
+	var mu sync.Mutex
+	views := map[string]*status.View{}
+	err := c.each(func(v *VM) error {
+		var last error
+		for {
+			sctx, cancel := context.WithTimeout(ctx, 45*time.Second)
+			view, err := v.Status(sctx, a)
+			cancel()
+			if err == nil && Serving(view) {
+				d := time.Since(v.StartedAt)
+				mu.Lock()
+				views[v.Name] = view
+				if _, ok := f.Serve[v.Name]; !ok {
+					f.Serve[v.Name] = d
+				}
+				mu.Unlock()
+				fmt.Fprintf(c.log, "%s: serving after %s\n", v.Name, d.Round(time.Second/10))
+				return nil
+			}
+			if err != nil {
+				last = err
+			} else {
+				last = fmt.Errorf("at step %s (done %v) %s", view.Step, view.Done, view.Error)
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("%s never served: %w; last: %v; console ends:\n%s", v.Name, ctx.Err(), last, consoleTail(v))
+			case <-time.After(2 * time.Second):
+			}
+		}
+	})
+	if err == nil && len(c.VMs) > 0 {
+		var latest time.Duration
+		for _, v := range c.VMs {
+			latest = max(latest, v.StartedAt.Sub(c.Started)+f.Serve[v.Name])
+		}
+		f.ClusterServe = latest
+	}
+	return views, err
+}
+
+// Converged checks the views as a user would: every node sees the same
+// raft leader, the same members (all of them) and the same plan, and
+// exactly one of them holds the VIP. It returns the holder.
+func Converged(views map[string]*status.View, nodes int) (string, error) {
+	var errs []error
+	var leader, members string
+	var plan []byte
+	var holders []string
+	names := make([]string, 0, len(views))
+	for n := range views {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for i, n := range names {
+		v := views[n]
+		var ms []string
+		for _, m := range v.Members {
+			ms = append(ms, m.ID)
+		}
+		sort.Strings(ms)
+		if i == 0 {
+			leader, members, plan = v.Leader, strings.Join(ms, ","), v.Plan
+		}
+		switch {
+		case v.Leader == "":
+			errs = append(errs, fmt.Errorf("%s knows no raft leader", n))
+		case v.Leader != leader:
+			errs = append(errs, fmt.Errorf("%s follows %s, %s follows %s", n, v.Leader, names[0], leader))
+		}
+		if len(ms) != nodes {
+			errs = append(errs, fmt.Errorf("%s sees %d raft members %v, want %d", n, len(ms), ms, nodes))
+		} else if strings.Join(ms, ",") != members {
+			errs = append(errs, fmt.Errorf("%s sees members %v, %s sees %s", n, ms, names[0], members))
+		}
+		if len(v.Plan) == 0 || !bytes.Equal(v.Plan, plan) {
+			errs = append(errs, fmt.Errorf("%s has plan %s, %s has %s", n, v.Plan, names[0], plan))
+		}
+		if v.HoldsVIP {
+			holders = append(holders, n)
+		}
+	}
+	if len(holders) != 1 {
+		errs = append(errs, fmt.Errorf("VIP held by %v, want exactly one node", holders))
+	}
+	if len(views) != nodes {
+		errs = append(errs, fmt.Errorf("%d views, want %d", len(views), nodes))
+	}
+	if len(holders) == 1 {
+		return holders[0], errors.Join(errs...)
+	}
+	return "", errors.Join(errs...)
+}
+
+// Failover kills the VIP holder's VM (SIGKILL to QEMU: a board losing
+// power) and waits until another VM holds the VIP. It returns the new
+// holder and records the time.
+func (c *Cluster) Failover(ctx context.Context, a Access, holder string, f *Figures) (string, error) {
+	v := c.VM(holder)
+	if v == nil {
+		return "", fmt.Errorf("no VM %s", holder)
+	}
+	start := time.Now()
+	if err := v.Kill(); err != nil {
+		return "", err
+	}
+	fmt.Fprintf(c.log, "%s: killed, holding the VIP\n", holder)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	found := make(chan string, len(c.VMs))
+	for _, o := range c.Alive() {
+		go func() {
+			for ctx.Err() == nil {
+				sctx, scancel := context.WithTimeout(ctx, 30*time.Second)
+				view, err := o.Status(sctx, a)
+				scancel()
+				if err == nil && view.HoldsVIP {
+					found <- o.Name
+					return
+				}
+				select {
+				case <-ctx.Done():
+				case <-time.After(500 * time.Millisecond):
+				}
+			}
+		}()
+	}
+	select {
+	case n := <-found:
+		f.VIPFailover = time.Since(start)
+		fmt.Fprintf(c.log, "%s: holds the VIP %s after %s died\n", n, f.VIPFailover.Round(time.Second/10), holder)
+		return n, nil
+	case <-ctx.Done():
+		return "", fmt.Errorf("no VM took the VIP over from %s: %w", holder, ctx.Err())
+	}
+}
+
+// each runs fn for every live VM at once and joins the errors.
+func (c *Cluster) each(fn func(v *VM) error) error {
+	vms := c.Alive()
+	errs := make([]error, len(vms))
+	var wg sync.WaitGroup
+	for i, v := range vms {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = fn(v)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}

@@ -54,4 +54,3 @@ func TestParseDHCP(t *testing.T) {
 		t.Fatalf("-dhcp off: dhcp %v, err %v", o.dhcp, err)
 	}
 }
-

@@ -71,7 +71,7 @@ func prepare(ctx context.Context, s *spec.Spec, board *boards.Board, opts Option
 	if in.k3sImages, err = k3sImages(s); err != nil {
 		return nil, err
 	}
-	if in.debs, err = debs(ctx, s, cache, opts); err != nil {
+	if in.debs, err = debs(ctx, s, cache, opts, in.rootfs.installed); err != nil {
 		return nil, err
 	}
 	if opts.Firstboot == nil {
@@ -258,7 +258,7 @@ func k3sImages(s *spec.Spec) (string, error) {
 
 // debs returns keepalived and its dependencies: the user's --debs, or
 // Debian's, verified through the signed archive chain.
-func debs(ctx context.Context, s *spec.Spec, cache *fetch.Cache, opts Options) ([]debFile, error) {
+func debs(ctx context.Context, s *spec.Spec, cache *fetch.Cache, opts Options, installed map[string]bool) ([]debFile, error) {
 	if s.Debs != "" {
 		local, err := debarchive.LocalDebs(s.Debs)
 		if err != nil {
@@ -285,7 +285,7 @@ func debs(ctx context.Context, s *spec.Spec, cache *fetch.Cache, opts Options) (
 		mirror = "http://deb.debian.org/debian"
 	}
 	a := &debarchive.Archive{BaseURL: mirror, Suite: "bookworm", Component: "main", Arch: "arm64",
-		Keyring: keyring, Cache: cache, Logger: opts.Logger}
+		Keyring: keyring, Cache: cache, Logger: opts.Logger, Installed: installed}
 	// nftables and unattended-upgrades: the firewall and security updates
 	// (overlays/rootfs), for bases that lack them; sudo for the admin.
 	pkgs, err := a.Resolve(ctx, []string{"keepalived", "nftables", "unattended-upgrades", "sudo"})

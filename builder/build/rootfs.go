@@ -10,6 +10,7 @@ import (
 	"path"
 	"strings"
 
+	"github.com/homecloud/homecloud/builder/debarchive"
 	"github.com/homecloud/homecloud/builder/ext4fs"
 )
 
@@ -24,6 +25,8 @@ const etcUnitDir = "/etc/systemd/system"
 // read once (without writing) before any image is made.
 type baseRootFS struct {
 	armbian bool
+	// installed are the base's dpkg packages (nil: no dpkg status).
+	installed map[string]bool
 	// units are the vendor units to enable, with their [Install] links.
 	units []unitLinks
 	// masks are units to mask (Armbian first-run services).
@@ -101,6 +104,13 @@ func inspectRootFS(ctx context.Context, image string, offset int64) (baseRootFS,
 		return r, err
 	}
 	if r.noAutologin, err = autologinFixes(fsys); err != nil {
+		return r, err
+	}
+	// What the base has installed, so the .debs bring exactly what it
+	// lacks (a minimal base has fewer than Debian's priorities promise).
+	if st, err := fsys.ReadFile("/var/lib/dpkg/status"); err == nil {
+		r.installed = debarchive.ParseStatus(st)
+	} else if !errors.Is(err, fs.ErrNotExist) {
 		return r, err
 	}
 	id, err := fsys.ReadFile("/etc/machine-id")

@@ -33,6 +33,10 @@ type Archive struct {
 	Keyring   openpgp.EntityList
 	Cache     *fetch.Cache
 	Logger    *slog.Logger // nil means slog.Default()
+	// Installed, when set, is what the base image has (ParseStatus of its
+	// dpkg status): Resolve skips exactly those. When nil, Resolve assumes
+	// a base with every package of Priority required or important.
+	Installed map[string]bool
 }
 
 // Package is one binary package as the Packages index describes it.

@@ -298,12 +298,30 @@ func TestResolveBaseAlternatives(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	pkgs, err := idx.resolve([]string{"app"}, "test")
+	pkgs, err := idx.resolve([]string{"app"}, "test", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := []string{"app 1", "perl 1", "usr-is-merged 1"}
 	if got := names(pkgs); !slices.Equal(got, want) {
 		t.Errorf("got %q, want %q", got, want)
+	}
+
+	// A minimal base (mmdebstrap's minbase) may lack what the priorities
+	// promise: resolved against its dpkg status, what it lacks (here
+	// perl-base, the Essential provider of perlapi) comes along.
+	status := "Package: tar\nStatus: install ok installed\nProvides: gtar (= 1)\n\n" +
+		"Package: perl\nStatus: deinstall ok config-files\n"
+	installed := ParseStatus([]byte(status))
+	if !installed["tar"] || !installed["gtar"] || installed["perl"] {
+		t.Fatalf("ParseStatus = %v", installed)
+	}
+	pkgs, err = idx.resolve([]string{"app"}, "test", installed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = []string{"app 1", "perl 1", "perl-base 1", "usr-is-merged 1"}
+	if got := names(pkgs); !slices.Equal(got, want) {
+		t.Errorf("against the base's status: got %q, want %q", got, want)
 	}
 }

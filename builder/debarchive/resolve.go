@@ -37,7 +37,7 @@ func (a *Archive) Resolve(ctx context.Context, names []string) ([]Package, error
 	if err != nil {
 		return nil, err
 	}
-	return idx.resolve(names, a.where())
+	return idx.resolve(names, a.where(), a.Installed)
 }
 
 // baseSet is what every Debian system with the packages of Priority
@@ -116,10 +116,13 @@ func (idx *index) sole(name string) *Package {
 	return nil
 }
 
-func (idx *index) resolve(names []string, where string) ([]Package, error) {
-	base, err := idx.baseSet()
-	if err != nil {
-		return nil, err
+func (idx *index) resolve(names []string, where string, installed map[string]bool) ([]Package, error) {
+	base := installed
+	if base == nil {
+		var err error
+		if base, err = idx.baseSet(); err != nil {
+			return nil, err
+		}
 	}
 	chosen := map[string]*Package{}
 	inChosen := map[string]bool{}

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/homecloud/homecloud/firstboot/k3s"
@@ -160,7 +161,33 @@ func (n *Node) deploy(ctx context.Context) error {
 			return err
 		}
 	}
-	return nil
+	removed, err := pruneManifests(dir, docs)
+	if len(removed) > 0 {
+		n.log.Info("removed manifests of services no longer in the stack", "files", removed)
+	}
+	return err
+}
+
+// pruneManifests deletes our manifests (homecloud-*.yaml) that keep does
+// not name: a service switched off after a rebuild must not be applied
+// again by k3s on its next start. Files of other origins stay.
+func pruneManifests(dir string, keep map[string][]byte) ([]string, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("manifests dir: %w", err)
+	}
+	var removed []string
+	for _, e := range ents {
+		name := e.Name()
+		if _, ok := keep[name]; ok || e.IsDir() || !strings.HasPrefix(name, "homecloud-") || !strings.HasSuffix(name, ".yaml") {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, name)); err != nil {
+			return removed, fmt.Errorf("remove stale manifest: %w", err)
+		}
+		removed = append(removed, name)
+	}
+	return removed, nil
 }
 
 // manifests is the stack to deploy: the cluster's own record (a

@@ -45,7 +45,8 @@ func (f Figures) Print(w io.Writer, c *Cluster) {
 
 var (
 	kernelRE    = regexp.MustCompile(`Booting Linux on physical CPU`)
-	multiUserRE = regexp.MustCompile(`Reached target .*Multi-User System`)
+	// systemd shortens long unit lines to the console's width.
+	multiUserRE = regexp.MustCompile(`Reached target .*(multi-user|Multi-User System)`)
 )
 
 // WaitBooted waits, on every VM's serial console, for the kernel and then

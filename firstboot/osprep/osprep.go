@@ -86,36 +86,119 @@ func (p *Prep) InstallDebs(ctx context.Context, dir string) ([]string, error) {
 		return nil, err
 	}
 	sort.Strings(debs)
-	var todo, names []string
+	var todo []deb
 	for _, d := range debs {
-		out, err := output(ctx, "dpkg-deb", "-f", d, "Package", "Version")
+		out, err := output(ctx, "dpkg-deb", "-f", d, "Package", "Version", "Pre-Depends")
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", d, err)
 		}
-		var pkg, ver string
-		for _, l := range strings.Split(out, "\n") {
-			if v, ok := strings.CutPrefix(l, "Package: "); ok {
-				pkg = v
-			}
-			if v, ok := strings.CutPrefix(l, "Version: "); ok {
-				ver = v
-			}
-		}
-		if p.installed(ctx, pkg) == ver {
+		f := parseFields(out)
+		if p.installed(ctx, f["Package"]) == f["Version"] {
 			continue
 		}
-		todo = append(todo, d)
-		names = append(names, pkg)
+		todo = append(todo, deb{path: d, name: f["Package"], version: f["Version"], preDepends: relationNames(f["Pre-Depends"])})
 	}
 	if len(todo) == 0 {
 		return nil, nil
 	}
-	args := append(p.dpkgRoot(), append([]string{"--force-confold", "-i"}, todo...)...)
-	if err := run(ctx, "dpkg", args...); err != nil {
-		return nil, fmt.Errorf("install %s: %w", strings.Join(names, " "), err)
+	// dpkg -i unpacks in argument order and refuses a package whose
+	// Pre-Depends is not configured yet (python3-minimal before
+	// python3.11-minimal): install in rounds, each after what it
+	// pre-depends on. A round may leave packages unconfigured for want of
+	// a later one; the closing --configure -a settles them all.
+	var names []string
+	rounds := preDependRounds(todo)
+	for i, round := range rounds {
+		args := append(p.dpkgRoot(), "--force-confold", "-i")
+		for _, d := range round {
+			args = append(args, d.path)
+			names = append(names, d.name)
+		}
+		if err := run(ctx, "dpkg", args...); err != nil && i == len(rounds)-1 {
+			return nil, fmt.Errorf("install %s: %w", strings.Join(names, " "), err)
+		}
 	}
+	if len(rounds) > 1 {
+		if err := run(ctx, "dpkg", append(p.dpkgRoot(), "--force-confold", "--configure", "-a")...); err != nil {
+			return nil, fmt.Errorf("install %s: %w", strings.Join(names, " "), err)
+		}
+	}
+	// An early round's failure was let pass for its dependencies' sake;
+	// what counts is that every package ends up installed.
+	for _, d := range todo {
+		if got := p.installed(ctx, d.name); got != d.version {
+			return nil, fmt.Errorf("install %s: %s is not installed after dpkg (have %q, want %s)", strings.Join(names, " "), d.name, got, d.version)
+		}
+	}
+	sort.Strings(names)
 	p.log().Info("installed baked packages", "packages", strings.Join(names, " "))
 	return names, nil
+}
+
+type deb struct {
+	path, name, version string
+	preDepends          []string
+}
+
+// preDependRounds groups debs so that every package comes in a later
+// round than the packages of debs it pre-depends on (a cycle, which
+// Debian forbids for Pre-Depends, ends up in the last round).
+func preDependRounds(debs []deb) [][]deb {
+	byName := map[string]deb{}
+	for _, d := range debs {
+		byName[d.name] = d
+	}
+	depth := map[string]int{}
+	var walk func(name string, seen map[string]bool) int
+	walk = func(name string, seen map[string]bool) int {
+		if d, ok := depth[name]; ok {
+			return d
+		}
+		if seen[name] {
+			return 0
+		}
+		seen[name] = true
+		level := 0
+		for _, dep := range byName[name].preDepends {
+			if _, ok := byName[dep]; ok && dep != name {
+				level = max(level, walk(dep, seen)+1)
+			}
+		}
+		depth[name] = level
+		return level
+	}
+	var rounds [][]deb
+	for _, d := range debs {
+		l := walk(d.name, map[string]bool{})
+		for len(rounds) <= l {
+			rounds = append(rounds, nil)
+		}
+		rounds[l] = append(rounds[l], d)
+	}
+	return rounds
+}
+
+// parseFields reads "Name: value" lines as dpkg-deb -f prints them.
+func parseFields(out string) map[string]string {
+	f := map[string]string{}
+	for _, l := range strings.Split(out, "\n") {
+		if k, v, ok := strings.Cut(l, ": "); ok {
+			f[k] = strings.TrimSpace(v)
+		}
+	}
+	return f
+}
+
+// relationNames are the package names in a Depends-style field
+// ("libc6 (>= 2.34), python3.11-minimal:any | foo").
+func relationNames(field string) []string {
+	var out []string
+	for _, alt := range strings.FieldsFunc(field, func(r rune) bool { return r == ',' || r == '|' }) {
+		if f := strings.Fields(alt); len(f) > 0 {
+			out = append(out, strings.SplitN(f[0], ":", 2)[0])
+		}
+	}
+	return out
 }
 
 func (p *Prep) installed(ctx context.Context, pkg string) string {

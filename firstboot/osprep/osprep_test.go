@@ -22,13 +22,13 @@ func fakeRoot(t *testing.T) string {
 }
 
 // buildDeb makes a script-free package whose one file proves installation.
-func buildDeb(t *testing.T, dir, name, version string) {
+func buildDeb(t *testing.T, dir, name, version string, extra ...string) {
 	t.Helper()
 	src := t.TempDir()
 	os.MkdirAll(filepath.Join(src, "DEBIAN"), 0o755)
 	os.MkdirAll(filepath.Join(src, "usr/share", name), 0o755)
 	os.WriteFile(filepath.Join(src, "usr/share", name, "marker"), []byte(version), 0o644)
-	ctl := "Package: " + name + "\nVersion: " + version + "\nArchitecture: all\nMaintainer: t <t@t>\nDescription: test\n"
+	ctl := "Package: " + name + "\nVersion: " + version + "\nArchitecture: all\nMaintainer: t <t@t>\nDescription: test\n" + strings.Join(extra, "")
 	os.WriteFile(filepath.Join(src, "DEBIAN/control"), []byte(ctl), 0o644)
 	if out, err := exec.Command("dpkg-deb", "--build", "--root-owner-group", src, filepath.Join(dir, name+".deb")).CombinedOutput(); err != nil {
 		t.Fatalf("dpkg-deb: %v %s", err, out)
@@ -90,5 +90,54 @@ func TestHostnameAndSwap(t *testing.T) {
 	}
 	if l, _ := os.Readlink(filepath.Join(root, "etc/systemd/system/swap.target")); l != "/dev/null" {
 		t.Fatalf("swap.target not masked: %q", l)
+	}
+}
+
+// Like python3-minimal and python3.11-minimal: a package that sorts
+// before what it pre-depends on, which itself pre-depends on a third.
+func TestInstallDebsPreDependsOrder(t *testing.T) {
+	if _, err := exec.LookPath("dpkg"); err != nil {
+		t.Skip("dpkg is missing")
+	}
+	root := fakeRoot(t)
+	debs := filepath.Join(root, "var/lib/homecloud/debs")
+	os.MkdirAll(debs, 0o755)
+	buildDeb(t, debs, "hc-a", "1", "Pre-Depends: hc-b (>= 1)\n")
+	buildDeb(t, debs, "hc-b", "1", "Pre-Depends: hc-c (>= 1)\n", "Depends: hc-d\n")
+	buildDeb(t, debs, "hc-c", "1")
+	buildDeb(t, debs, "hc-d", "1", "Depends: hc-c\n")
+	got, err := (&Prep{Root: root}).InstallDebs(context.Background(), "/var/lib/homecloud/debs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(got, ",") != "hc-a,hc-b,hc-c,hc-d" {
+		t.Fatalf("installed %v", got)
+	}
+}
+
+func TestPreDependRounds(t *testing.T) {
+	rounds := preDependRounds([]deb{
+		{name: "python3", preDepends: []string{"python3-minimal"}},
+		{name: "python3-minimal", preDepends: []string{"python3.11-minimal", "libc6"}},
+		{name: "python3.11-minimal"},
+		{name: "keepalived"},
+	})
+	var got []string
+	for _, r := range rounds {
+		var names []string
+		for _, d := range r {
+			names = append(names, d.name)
+		}
+		got = append(got, strings.Join(names, " "))
+	}
+	if want := "python3.11-minimal keepalived|python3-minimal|python3"; strings.Join(got, "|") != want {
+		t.Errorf("rounds %q, want %q", strings.Join(got, "|"), want)
+	}
+}
+
+func TestRelationNames(t *testing.T) {
+	got := strings.Join(relationNames("libc6 (>= 2.34), python3.11-minimal:any (>= 3.11) | foo"), " ")
+	if got != "libc6 python3.11-minimal foo" {
+		t.Errorf("relationNames = %q", got)
 	}
 }

@@ -75,7 +75,7 @@ func TestBootCluster(t *testing.T) {
 	// Power cut in the middle of a first boot: node3 is reset while its
 	// node service runs its first step (installing the baked .debs).
 	node3 := c.VMs[2]
-	if _, err := node3.WaitConsole(ctx, regexp.MustCompile(`Started .*homecloud-firstbo`)); err != nil {
+	if _, err := node3.WaitConsole(ctx, regexp.MustCompile(`Starting .*homecloud-firstbo`)); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(15 * time.Second)

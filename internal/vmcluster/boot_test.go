@@ -73,19 +73,29 @@ func TestBootCluster(t *testing.T) {
 	})
 
 	// Power cut in the middle of a first boot: node3 is reset while its
-	// node service runs its first step (installing the baked .debs).
+	// node service installs the baked .debs (dpkg running), the first
+	// step's longest and most fragile part.
 	node3 := c.VMs[2]
-	if _, err := node3.WaitConsole(ctx, regexp.MustCompile(`Starting .*homecloud-firstbo`)); err != nil {
+	if _, err := node3.WaitConsole(ctx, kernelRE); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(15 * time.Second)
+	for {
+		if _, err := node3.Run(ctx, access, "pgrep -x dpkg"); err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s never ran dpkg: %v", node3.Name, ctx.Err())
+		case <-time.After(time.Second):
+		}
+	}
 	if err := node3.Reset(ctx); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("%s reset in the middle of its first boot", node3.Name)
+	t.Logf("%s reset while dpkg ran in its first boot", node3.Name)
 
 	var f Figures
-	if err := c.WaitBooted(ctx, &f); err != nil {
+	if err := c.WaitBooted(ctx, access, &f); err != nil {
 		t.Fatal(err)
 	}
 	views, err := c.WaitServing(ctx, access, &f)

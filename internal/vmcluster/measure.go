@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -43,15 +44,14 @@ func (f Figures) Print(w io.Writer, c *Cluster) {
 	}
 }
 
-var (
-	kernelRE    = regexp.MustCompile(`Booting Linux on physical CPU`)
-	// systemd shortens long unit lines to the console's width.
-	multiUserRE = regexp.MustCompile(`Reached target .*(multi-user|Multi-User System)`)
-)
+var kernelRE = regexp.MustCompile(`Booting Linux on physical CPU`)
 
-// WaitBooted waits, on every VM's serial console, for the kernel and then
-// for systemd's multi-user.target, and records when each came.
-func (c *Cluster) WaitBooted(ctx context.Context, f *Figures) error {
+// WaitBooted waits for every VM's kernel on its serial console, then asks
+// systemd over SSH when multi-user.target was reached. (The console is no
+// witness for that: systemd stops printing unit status there once a getty
+// owns it.) systemd's monotonic clock starts with the kernel, so the time
+// is the kernel's plus systemd's.
+func (c *Cluster) WaitBooted(ctx context.Context, a Access, f *Figures) error {
 	if f.Kernel == nil {
 		f.Kernel, f.MultiUser = map[string]time.Duration{}, map[string]time.Duration{}
 	}
@@ -61,25 +61,57 @@ func (c *Cluster) WaitBooted(ctx context.Context, f *Figures) error {
 		if err != nil {
 			return err
 		}
-		m, err := v.WaitConsole(ctx, multiUserRE)
+		mu.Lock()
+		f.Kernel[v.Name] = k
+		mu.Unlock()
+		mono, err := pollMonotonic(ctx, v, a, "systemctl show -p ActiveEnterTimestampMonotonic --value multi-user.target")
 		if err != nil {
-			return err
+			return fmt.Errorf("%s never reached multi-user.target: %w; console ends:\n%s", v.Name, err, consoleTail(v))
 		}
 		mu.Lock()
-		f.Kernel[v.Name], f.MultiUser[v.Name] = k, m
+		f.MultiUser[v.Name] = k + mono
 		mu.Unlock()
-		fmt.Fprintf(c.log, "%s: kernel after %s, multi-user after %s\n", v.Name, k.Round(time.Second/10), m.Round(time.Second/10))
+		fmt.Fprintf(c.log, "%s: kernel after %s, multi-user after %s\n", v.Name, k.Round(time.Second/10), (k + mono).Round(time.Second/10))
 		return nil
 	})
 }
+
+// pollMonotonic runs cmd over SSH until it prints a non-zero count of
+// microseconds of the boot's monotonic clock.
+func pollMonotonic(ctx context.Context, v *VM, a Access, cmd string) (time.Duration, error) {
+	var last error
+	for {
+		sctx, cancel := context.WithTimeout(ctx, 45*time.Second)
+		out, err := v.Run(sctx, a, cmd)
+		cancel()
+		if err == nil {
+			us, perr := strconv.ParseInt(strings.TrimSpace(string(out)), 10, 64)
+			if perr == nil && us > 0 {
+				return time.Duration(us) * time.Microsecond, nil
+			}
+			last = fmt.Errorf("%s printed %q", cmd, bytes.TrimSpace(out))
+		} else {
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("%w; last: %v", ctx.Err(), last)
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+// serveCmd prints the monotonic time of the node service's serve step
+// from the journal (the admin may read it).
+const serveCmd = `journalctl -b -u homecloud-firstboot -o json --output-fields=MESSAGE | ` +
+	`grep -m1 'step=serve' | sed -n 's/.*"__MONOTONIC_TIMESTAMP":"\([0-9]*\)".*/\1/p'`
 
 // Serving reports whether a node finished its steps.
 func Serving(v *status.View) bool { return v != nil && slices.Contains(v.Done, "serve") }
 
 // WaitServing polls every live VM's status until each has done its serve
-// step, recording when each was first seen serving (the poll's interval
-// and an SSH login under TCG bound its precision to a few seconds), and
-// returns the last views.
+// step, records when the step began (the kernel's time plus the journal's
+// monotonic stamp; WaitBooted must have run), and returns the views.
 func (c *Cluster) WaitServing(ctx context.Context, a Access, f *Figures) (map[string]*status.View, error) {
 	if f.Serve == nil {
 		f.Serve = map[string]time.Duration{}
@@ -93,7 +125,14 @@ func (c *Cluster) WaitServing(ctx context.Context, a Access, f *Figures) (map[st
 			view, err := v.Status(sctx, a)
 			cancel()
 			if err == nil && Serving(view) {
-				d := time.Since(v.StartedAt)
+				// When the step began, by the journal, not when a poll saw it.
+				mono, merr := pollMonotonic(ctx, v, a, serveCmd)
+				if merr != nil {
+					return fmt.Errorf("%s serves, but its journal has no serve step: %w", v.Name, merr)
+				}
+				mu.Lock()
+				d := f.Kernel[v.Name] + mono
+				mu.Unlock()
 				mu.Lock()
 				views[v.Name] = view
 				if _, ok := f.Serve[v.Name]; !ok {

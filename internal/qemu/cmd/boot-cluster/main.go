@@ -57,9 +57,9 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	ports := fs.String("forward", "22", "comma-separated guest TCP `ports` to forward to free ports on 127.0.0.1 (22 always is)")
 	fs.DurationVar(&o.timeout, "timeout", 40*time.Minute, "how long the whole boot may take")
 	fs.BoolVar(&o.check, "check", false, "exit when done instead of keeping the VMs running")
-	fs.StringVar(&o.sshKey, "ssh-key", "", "the admin's private key `file` (the pair of the builder's --ssh-key): wait for serve, check the cluster, time the VIP failover")
+	fs.StringVar(&o.sshKey, "ssh-key", "", "the admin's private key `file` (the pair of the builder's --ssh-key); needed")
 	fs.StringVar(&o.user, "user", "homecloud", "the admin account (the builder's --admin-user)")
-	fs.BoolVar(&o.failover, "failover", true, "with -ssh-key: kill the VIP holder and time the failover")
+	fs.BoolVar(&o.failover, "failover", true, "kill the VIP holder and time the failover")
 	fs.StringVar(&o.appendCmdline, "append", qemu.DefaultAppend, "kernel `command line`")
 	dhcp := fs.String("dhcp", "off", "the LAN's DHCP server as router `address/prefix` (leases from host .100), for images built with --network dhcp; off for static images")
 	if err := fs.Parse(args); err != nil {
@@ -112,11 +112,12 @@ func boot(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var access vmcluster.Access
-	if o.sshKey != "" {
-		if access, err = vmcluster.LoadAccess(o.user, o.sshKey, o.images); err != nil {
-			return err
-		}
+	if o.sshKey == "" {
+		return errors.New("-ssh-key: give the private half of the builder's --ssh-key: the VMs are checked over SSH")
+	}
+	access, err := vmcluster.LoadAccess(o.user, o.sshKey, o.images)
+	if err != nil {
+		return err
 	}
 	madeWork := o.work == ""
 	if madeWork {
@@ -136,23 +137,21 @@ func boot(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	defer c.Close()
 	var f vmcluster.Figures
 	defer f.Print(stdout, c)
-	if err := c.WaitBooted(ctx, &f); err != nil {
+	if err := c.WaitBooted(ctx, access, &f); err != nil {
 		return fmt.Errorf("%w\nconsoles and QEMU logs are in %s", err, o.work)
 	}
-	if o.sshKey != "" {
-		views, err := c.WaitServing(ctx, access, &f)
-		if err != nil {
-			return fmt.Errorf("%w\nconsoles and QEMU logs are in %s", err, o.work)
-		}
-		holder, err := vmcluster.Converged(views, len(c.VMs))
-		if err != nil {
-			return fmt.Errorf("the nodes serve but disagree: %w", err)
-		}
-		fmt.Fprintf(stderr, "every node serves; leader %s; the VIP on %s\n", views[holder].Leader, holder)
-		if o.failover && len(c.VMs) > 1 {
-			if _, err := c.Failover(ctx, access, holder, &f); err != nil {
-				return err
-			}
+	views, err := c.WaitServing(ctx, access, &f)
+	if err != nil {
+		return fmt.Errorf("%w\nconsoles and QEMU logs are in %s", err, o.work)
+	}
+	holder, err := vmcluster.Converged(views, len(c.VMs))
+	if err != nil {
+		return fmt.Errorf("the nodes serve but disagree: %w", err)
+	}
+	fmt.Fprintf(stderr, "every node serves; leader %s; the VIP on %s\n", views[holder].Leader, holder)
+	if o.failover && len(c.VMs) > 1 {
+		if _, err := c.Failover(ctx, access, holder, &f); err != nil {
+			return err
 		}
 	}
 	if o.check {

@@ -76,7 +76,7 @@ func TestBootCluster(t *testing.T) {
 	// node service installs the baked .debs (dpkg running), the first
 	// step's longest and most fragile part.
 	node3 := c.VMs[2]
-	if _, err := node3.WaitConsole(ctx, kernelRE); err != nil {
+	if _, err := c.Kernel(ctx, node3); err != nil {
 		t.Fatal(err)
 	}
 	for {
@@ -89,7 +89,7 @@ func TestBootCluster(t *testing.T) {
 		case <-time.After(time.Second):
 		}
 	}
-	if err := node3.Reset(ctx); err != nil {
+	if err := c.Reset(ctx, node3); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("%s reset while dpkg ran in its first boot", node3.Name)

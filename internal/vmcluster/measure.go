@@ -46,7 +46,8 @@ func (f Figures) Print(w io.Writer, c *Cluster) {
 
 var kernelRE = regexp.MustCompile(`Booting Linux on physical CPU`)
 
-// WaitBooted waits for every VM's kernel on its serial console, then asks
+// WaitBooted waits for every VM's kernel on its serial console (watched
+// since the VM started or was reset: see Cluster.Reset), then asks
 // systemd over SSH when multi-user.target was reached. (The console is no
 // witness for that: systemd stops printing unit status there once a getty
 // owns it.) systemd's monotonic clock starts with the kernel, so the time
@@ -57,7 +58,7 @@ func (c *Cluster) WaitBooted(ctx context.Context, a Access, f *Figures) error {
 	}
 	var mu sync.Mutex
 	return c.each(func(v *VM) error {
-		k, err := v.WaitConsole(ctx, kernelRE)
+		k, err := c.Kernel(ctx, v)
 		if err != nil {
 			return err
 		}

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/homecloud/homecloud/internal/qemu"
@@ -50,6 +51,60 @@ type Cluster struct {
 	VMs     []*VM
 	Started time.Time // when the first QEMU was started
 	log     io.Writer
+
+	watchCtx context.Context
+	stop     context.CancelFunc // ends the console watchers
+	mu       sync.Mutex
+	kernels  map[string]*kernelWatch
+}
+
+// kernelWatch is when a VM's kernel last came up, watched on its console
+// from the moment the VM starts (or is reset), so the time is when the
+// line appeared, not when someone asked.
+type kernelWatch struct {
+	done chan struct{}
+	at   time.Duration // since QEMU started; valid after done
+	err  error
+}
+
+func (c *Cluster) watchKernel(ctx context.Context, v *VM) {
+	w := &kernelWatch{done: make(chan struct{})}
+	c.mu.Lock()
+	c.kernels[v.Name] = w
+	c.mu.Unlock()
+	go func() {
+		w.at, w.err = v.WaitConsole(ctx, kernelRE)
+		close(w.done)
+	}()
+}
+
+// Kernel waits until the VM's kernel is up and returns when it came.
+func (c *Cluster) Kernel(ctx context.Context, v *VM) (time.Duration, error) {
+	c.mu.Lock()
+	w := c.kernels[v.Name]
+	c.mu.Unlock()
+	if w == nil {
+		return 0, fmt.Errorf("%s: not booted by this cluster", v.Name)
+	}
+	select {
+	case <-w.done:
+		return w.at, w.err
+	case <-ctx.Done():
+		return 0, fmt.Errorf("%s: no kernel on the console: %w", v.Name, ctx.Err())
+	}
+}
+
+// Reset power-cycles one VM (QMP system_reset) and watches for its next
+// kernel.
+func (c *Cluster) Reset(ctx context.Context, v *VM) error {
+	if err := v.Reset(ctx); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	wctx := c.watchCtx
+	c.mu.Unlock()
+	c.watchKernel(wctx, v)
+	return nil
 }
 
 // Images lists dir/*.img in name order: the images a builder run wrote.
@@ -90,7 +145,8 @@ func Boot(ctx context.Context, o Options) (_ *Cluster, err error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{LAN: lan, log: o.Log}
+	c := &Cluster{LAN: lan, log: o.Log, kernels: map[string]*kernelWatch{}}
+	c.watchCtx, c.stop = context.WithCancel(context.Background())
 	if c.log == nil {
 		c.log = io.Discard
 	}
@@ -133,7 +189,9 @@ func Boot(ctx context.Context, o Options) (_ *Cluster, err error) {
 		if c.Started.IsZero() {
 			c.Started = v.StartedAt
 		}
-		c.VMs = append(c.VMs, &VM{VM: v, Name: name, Image: img})
+		vm := &VM{VM: v, Name: name, Image: img}
+		c.VMs = append(c.VMs, vm)
+		c.watchKernel(c.watchCtx, vm)
 		fmt.Fprintf(c.log, "%s: pid %d, console %s, ssh at 127.0.0.1:%d\n", name, v.PID(), v.SerialLog(), v.HostPort(22))
 	}
 	return c, nil
@@ -141,6 +199,7 @@ func Boot(ctx context.Context, o Options) (_ *Cluster, err error) {
 
 // Close stops every VM (by its PID, through QEMU) and the LAN.
 func (c *Cluster) Close() {
+	c.stop()
 	for _, v := range c.VMs {
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		v.Stop(ctx)

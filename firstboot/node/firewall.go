@@ -20,7 +20,8 @@ func (n *Node) lanPrefixes() ([]netip.Prefix, error) {
 }
 
 // firewallPeers are the addresses the firewall lets reach raft, etcd,
-// kubelet, flannel and VRRP: the nodes of our cluster seen over mDNS (a
+// kubelet, flannel and VRRP: the builder's static addresses of the other
+// nodes, the nodes of our cluster seen over mDNS (a
 // newcomer must reach raft to be verified and added) and the raft
 // members. An mDNS announcement is not proof of anything; raft's mutual
 // TLS still refuses a stranger that lands in this set.
@@ -33,6 +34,13 @@ func (n *Node) firewallPeers() []netip.Addr {
 		}
 		if a, err := netip.ParseAddr(host); err == nil && a != n.addr {
 			out = append(out, a.Unmap())
+		}
+	}
+	// The builder's planned addresses (static network) stay: a node that
+	// has not announced itself yet must still reach us.
+	for _, m := range n.cfg.Members {
+		if m.Name != n.cfg.Name && m.Address != "" {
+			add(net.JoinHostPort(m.Address, "0"))
 		}
 	}
 	for _, p := range n.others() {

@@ -32,6 +32,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
 	"gopkg.in/yaml.v3"
 
 	"github.com/homecloud/homecloud/internal/cluster"
@@ -133,6 +134,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, log io.
 			return err
 		}
 		fmt.Fprintf(log, "fake-k3s: agent %s joined %s\n", cfg.str("node-name"), rec.Joined)
+		notifyReady()
 		<-ctx.Done()
 		return nil
 	}
@@ -226,4 +228,11 @@ func writeFile(path string, data []byte, mode os.FileMode) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return cluster.WriteFileAtomic(path, data, mode)
+}
+
+// notifyReady tells systemd the unit is up, as k3s does: its units are
+// Type=notify, and a start job would otherwise wait for ever. Outside
+// systemd (no NOTIFY_SOCKET) it does nothing.
+func notifyReady() {
+	daemon.SdNotify(false, daemon.SdNotifyReady)
 }

@@ -121,6 +121,7 @@ func serve(ctx context.Context, cfg *config, dataDir, configPath string, rec *Re
 		return err
 	}
 	fmt.Fprintf(log, "fake-k3s: server %s serving on %s\n", cfg.str("node-name"), rec.Listen)
+	notifyReady()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("fake-k3s: serve: %w", err)

@@ -256,3 +256,47 @@ func TestRunRejects(t *testing.T) {
 		}
 	})
 }
+
+// k3s' units are Type=notify: like k3s, the stand-in says READY=1 to
+// systemd once it serves, or a start job through D-Bus would never end.
+func TestServerNotifiesSystemd(t *testing.T) {
+	bin := buildFake(t)
+	ca, err := cluster.NewCA("k3s-server-ca", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	caKey, _ := ca.KeyPEM()
+	sum := sha256.Sum256(ca.CertPEM())
+	ip := loopback()
+	n := newNode(t, "cluster-init: true\ntoken: K10"+hex.EncodeToString(sum[:])+"::server:s3cret\nnode-name: node1\nnode-ip: "+ip+"\n")
+	dir := filepath.Join(n.dataDir, "server/tls")
+	os.MkdirAll(dir, 0o755)
+	os.WriteFile(filepath.Join(dir, "server-ca.crt"), ca.CertPEM(), 0o644)
+	os.WriteFile(filepath.Join(dir, "server-ca.key"), caKey, 0o600)
+
+	sockDir, err := os.MkdirTemp("", "notify")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(sockDir)
+	sock := filepath.Join(sockDir, "s")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	t.Setenv("NOTIFY_SOCKET", sock)
+	start(t, bin, "server", n)
+	conn.SetReadDeadline(time.Now().Add(15 * time.Second))
+	buf := make([]byte, 256)
+	k, err := conn.Read(buf)
+	if err != nil {
+		t.Fatalf("no sd_notify message: %v", err)
+	}
+	if got := string(buf[:k]); got != "READY=1" {
+		t.Errorf("sd_notify %q, want READY=1", got)
+	}
+	if r := waitRecord(t, n); r.Listen == "" {
+		t.Errorf("READY before serving: %+v", r)
+	}
+}

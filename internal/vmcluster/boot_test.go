@@ -98,13 +98,14 @@ func TestBootCluster(t *testing.T) {
 	if err := c.WaitBooted(ctx, access, &f); err != nil {
 		t.Fatal(err)
 	}
-	views, err := c.WaitServing(ctx, access, &f)
-	if err != nil {
+	if _, err := c.WaitServing(ctx, access, &f); err != nil {
 		t.Fatal(err)
 	}
-	holder, err := Converged(views, 3)
+	cctx, ccancel := context.WithTimeout(ctx, 5*time.Minute)
+	views, holder, err := c.WaitConverged(cctx, access, 3)
+	ccancel()
 	if err != nil {
-		t.Fatalf("the nodes serve but disagree: %v", err)
+		t.Fatal(err)
 	}
 	t.Logf("leader %s, VIP on %s", views[holder].Leader, holder)
 	if prog := progress(t, ctx, node3, access); prog.Boots < 2 {

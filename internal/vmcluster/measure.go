@@ -218,6 +218,43 @@ func Converged(views map[string]*status.View, nodes int) (string, error) {
 	return "", errors.Join(errs...)
 }
 
+// WaitConverged asks every live VM for a fresh view until Converged holds
+// for one snapshot, and returns it with the VIP holder. Views taken as
+// each node reached serve are minutes apart on TCG, and a leader elected
+// meanwhile or a VIP still being claimed is not a disagreement.
+func (c *Cluster) WaitConverged(ctx context.Context, a Access, nodes int) (map[string]*status.View, string, error) {
+	var last error
+	for {
+		var mu sync.Mutex
+		views := map[string]*status.View{}
+		err := c.each(func(v *VM) error {
+			sctx, cancel := context.WithTimeout(ctx, 45*time.Second)
+			defer cancel()
+			view, err := v.Status(sctx, a)
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			views[v.Name] = view
+			mu.Unlock()
+			return nil
+		})
+		if err == nil {
+			holder, cerr := Converged(views, nodes)
+			if cerr == nil {
+				return views, holder, nil
+			}
+			err = cerr
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return nil, "", fmt.Errorf("the nodes serve but do not agree: %w; last: %v", ctx.Err(), last)
+		case <-time.After(3 * time.Second):
+		}
+	}
+}
+
 // Failover kills the VIP holder's VM (SIGKILL to QEMU: a board losing
 // power) and waits until another VM holds the VIP. It returns the new
 // holder and records the time.

@@ -140,13 +140,12 @@ func boot(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	if err := c.WaitBooted(ctx, access, &f); err != nil {
 		return fmt.Errorf("%w\nconsoles and QEMU logs are in %s", err, o.work)
 	}
-	views, err := c.WaitServing(ctx, access, &f)
-	if err != nil {
+	if _, err := c.WaitServing(ctx, access, &f); err != nil {
 		return fmt.Errorf("%w\nconsoles and QEMU logs are in %s", err, o.work)
 	}
-	holder, err := vmcluster.Converged(views, len(c.VMs))
+	views, holder, err := c.WaitConverged(ctx, access, len(c.VMs))
 	if err != nil {
-		return fmt.Errorf("the nodes serve but disagree: %w", err)
+		return err
 	}
 	fmt.Fprintf(stderr, "every node serves; leader %s; the VIP on %s\n", views[holder].Leader, holder)
 	if o.failover && len(c.VMs) > 1 {

@@ -163,7 +163,7 @@ func showStatus(ctx context.Context, args []string) error {
 func checkK3s(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("check-k3s", flag.ContinueOnError)
 	root := fs.String("root", "/", "root prefix")
-	addr := fs.String("addr", "127.0.0.1", "API address")
+	addr := fs.String("addr", "", "API address (default: node-ip from the k3s config, where peers and the VIP's clients reach it)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -173,9 +173,14 @@ func checkK3s(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	a, err := netip.ParseAddr(*addr)
+	var a netip.Addr
+	if *addr == "" {
+		a, err = k3s.NodeIP(*root)
+	} else if a, err = netip.ParseAddr(*addr); err != nil {
+		err = fmt.Errorf("--addr: %w", err)
+	}
 	if err != nil {
-		return fmt.Errorf("--addr: %w", err)
+		return err
 	}
 	return k3s.WaitReady(ctx, k3s.ReadyzURL(a), cfg)
 }

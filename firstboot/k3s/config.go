@@ -245,3 +245,26 @@ func ServerURL(addr netip.Addr) string {
 
 // ReadyzURL is the API's readiness endpoint on a server.
 func ReadyzURL(addr netip.Addr) string { return ServerURL(addr) + "/readyz" }
+
+// NodeIP reads the node-ip of the config WriteConfig wrote under root: the
+// address the node's API serves its peers on. keepalived's check asks the
+// API there rather than on 127.0.0.1, so a node claims the VIP only when
+// its API answers on the LAN, where the VIP's clients reach it.
+func NodeIP(root string) (netip.Addr, error) {
+	path := filepath.Join(root, ConfigPath)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("read k3s config: %w", err)
+	}
+	var c struct {
+		NodeIP string `yaml:"node-ip"`
+	}
+	if err := yaml.Unmarshal(b, &c); err != nil {
+		return netip.Addr{}, fmt.Errorf("read k3s config %s: %w", path, err)
+	}
+	a, err := netip.ParseAddr(c.NodeIP)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("k3s config %s: node-ip %q: %w", path, c.NodeIP, err)
+	}
+	return a, nil
+}

@@ -159,3 +159,26 @@ func TestUnits(t *testing.T) {
 		t.Errorf("units %s %s", Server.Unit(), Agent.Unit())
 	}
 }
+
+// keepalived's check finds the API where WriteConfig put it, for every role.
+func TestNodeIPReadsWrittenConfig(t *testing.T) {
+	for _, self := range []Node{n1, n2, n4} {
+		root := t.TempDir()
+		if _, err := NodeIP(root); err == nil {
+			t.Errorf("%s: NodeIP with no config: no error", self.Name)
+		}
+		if _, err := WriteConfig(root, params(self, n1, n2, n3)); err != nil {
+			t.Fatal(err)
+		}
+		got, err := NodeIP(root)
+		if err != nil || got != self.Addr {
+			t.Errorf("%s: NodeIP = %v, %v; want %v", self.Name, got, err, self.Addr)
+		}
+	}
+	root := t.TempDir()
+	os.MkdirAll(filepath.Dir(filepath.Join(root, ConfigPath)), 0o755)
+	os.WriteFile(filepath.Join(root, ConfigPath), []byte("token: x\n"), 0o600)
+	if _, err := NodeIP(root); err == nil || !strings.Contains(err.Error(), "node-ip") {
+		t.Errorf("config without node-ip: err = %v, want one naming node-ip", err)
+	}
+}

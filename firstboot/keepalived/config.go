@@ -9,6 +9,11 @@
 // (≈ 3.6 s with VRRPv2's 1 s). Peers are unicast, from the raft membership,
 // so nothing depends on multicast reaching every board. The check starts as
 // failed (init_fail): a node claims the VIP only once its k3s has answered.
+// The check runs every 2 s with 5 s to finish: it starts a Go binary and
+// makes a TLS handshake, which took 1–3.5 s on a loaded emulated board (a 1 s
+// interval left keepalived skipping runs and no node ever holding the VIP).
+// A dead node is found by its missing adverts, not by the check, so this
+// slows only the failover away from a live node whose k3s failed (≈ 4 s).
 package keepalived
 
 import (
@@ -85,10 +90,10 @@ global_defs {
 
 vrrp_script chk_k3s {
     script "{{.Check}}"
-    interval 1
+    interval 2
     fall 2
     rise 1
-    timeout 2
+    timeout 5
     init_fail
 }
 

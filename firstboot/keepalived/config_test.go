@@ -70,7 +70,7 @@ func TestRenderConfig(t *testing.T) {
 	}{
 		{"three members", params(n2, n1, n2, n3), []string{
 			"router_id node2", "vrrp_version 3", "enable_script_security", "script_user root",
-			`script "/usr/bin/test -e /"`, "interval 1", "fall 2", "rise 1", "timeout 2", "init_fail",
+			`script "/usr/bin/test -e /"`, "interval 2", "fall 2", "rise 1", "timeout 5", "init_fail",
 			"state BACKUP", "nopreempt", "interface eth0", "priority 140", "advert_int 0.1",
 			"unicast_src_ip 10.77.0.12", "        10.77.0.11\n        10.77.0.13\n    }",
 			"10.77.0.100/24 dev eth0", "track_script {\n        chk_k3s\n    }",

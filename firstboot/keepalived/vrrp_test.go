@@ -201,8 +201,8 @@ func TestVRRPNodeWithFailingCheckNeverHoldsVIP(t *testing.T) {
 	if holder == nodes[0] {
 		t.Fatal("the node whose check fails holds the VIP")
 	}
-	// Long enough for several adverts and check runs (interval 1 s).
-	observe(t, ctx, nodes, live, holder, 2500*time.Millisecond)
+	// Long enough for several adverts and check runs (interval 2 s).
+	observe(t, ctx, nodes, live, holder, 4500*time.Millisecond)
 	// Nor does it take over when the holder goes.
 	if err := holder.mgr.Stop(ctx, Unit); err != nil {
 		t.Fatal(err)

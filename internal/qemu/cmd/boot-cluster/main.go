@@ -57,7 +57,7 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	ports := fs.String("forward", "22", "comma-separated guest TCP `ports` to forward to free ports on 127.0.0.1 (22 always is)")
 	fs.DurationVar(&o.timeout, "timeout", 40*time.Minute, "how long the whole boot may take")
 	fs.BoolVar(&o.check, "check", false, "exit when done instead of keeping the VMs running")
-	fs.StringVar(&o.sshKey, "ssh-key", "", "the admin's private key `file` (the pair of the builder's --ssh-key); needed")
+	fs.StringVar(&o.sshKey, "ssh-key", "", "the admin's private key `file` (the pair of the builder's --ssh-key); without it the VMs are only booted, not checked")
 	fs.StringVar(&o.user, "user", "homecloud", "the admin account (the builder's --admin-user)")
 	fs.BoolVar(&o.failover, "failover", true, "kill the VIP holder and time the failover")
 	fs.StringVar(&o.appendCmdline, "append", qemu.DefaultAppend, "kernel `command line`")
@@ -77,6 +77,9 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 			return nil, fmt.Errorf("-forward: %q is not a TCP port", p)
 		}
 		o.forward = append(o.forward, n)
+	}
+	if o.check && o.sshKey == "" {
+		return nil, errors.New("-check needs -ssh-key, the private half of the builder's --ssh-key: the VMs are checked over SSH")
 	}
 	if *dhcp != "off" {
 		p, err := netip.ParsePrefix(*dhcp)
@@ -112,12 +115,11 @@ func boot(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if o.sshKey == "" {
-		return errors.New("-ssh-key: give the private half of the builder's --ssh-key: the VMs are checked over SSH")
-	}
-	access, err := vmcluster.LoadAccess(o.user, o.sshKey, o.images)
-	if err != nil {
-		return err
+	var access vmcluster.Access
+	if o.sshKey != "" {
+		if access, err = vmcluster.LoadAccess(o.user, o.sshKey, o.images); err != nil {
+			return err
+		}
 	}
 	madeWork := o.work == ""
 	if madeWork {
@@ -135,6 +137,16 @@ func boot(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer c.Close()
+	if o.sshKey == "" {
+		// Boot only, for images without our admin (the unhardened base):
+		// up once every kernel has printed; no login, no figures.
+		for _, v := range c.VMs {
+			if _, err := c.Kernel(ctx, v); err != nil {
+				return fmt.Errorf("%w\nconsoles and QEMU logs are in %s", err, o.work)
+			}
+		}
+		return up(ctx, o, c, stderr)
+	}
 	var f vmcluster.Figures
 	defer f.Print(stdout, c)
 	if err := c.WaitBooted(ctx, access, &f); err != nil {
@@ -159,8 +171,18 @@ func boot(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 		}
 		return nil
 	}
+	return up(ctx, o, c, stderr)
+}
+
+// up says where to reach each VM and keeps them running until ctx ends.
+func up(ctx context.Context, o *options, c *vmcluster.Cluster, stderr io.Writer) error {
 	for _, v := range c.Alive() {
 		fmt.Fprintf(stderr, "%s: ssh -p %d %s@127.0.0.1\n", v.Name, v.HostPort(22), o.user)
+		for _, p := range o.forward {
+			if p != 22 {
+				fmt.Fprintf(stderr, "%s: guest port %d at 127.0.0.1:%d\n", v.Name, p, v.HostPort(p))
+			}
+		}
 	}
 	fmt.Fprintf(stderr, "the VMs are up; work dir %s; Ctrl-C stops them\n", filepath.Clean(o.work))
 	<-ctx.Done()

@@ -19,6 +19,8 @@ func TestParse(t *testing.T) {
 		{args: []string{"-forward", "22,ssh"}, wantErr: `"ssh" is not a TCP port`},
 		{args: []string{"-forward", "70000"}, wantErr: `"70000" is not a TCP port`},
 		{args: []string{"out/"}, wantErr: "-images DIR"},
+		{args: []string{"-check"}, wantErr: "-check needs -ssh-key"},
+		{args: []string{"-check", "-ssh-key", "id"}, wantForward: []int{22}},
 		{args: []string{"-dhcp", "10.1.2.3"}, wantErr: "-dhcp"},
 		{args: []string{"-dhcp", "fd00::1/64"}, wantErr: "-dhcp"},
 		{args: []string{"-dhcp", "10.1.2.3/30"}, wantErr: "-dhcp"},

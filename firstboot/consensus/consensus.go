@@ -35,12 +35,12 @@ import (
 // ≈ 0.27 s, but the boards also run k3s and etcd on a slow CPU and an SD
 // card, and a follower stalled past its heartbeat timeout starts a needless
 // election: the boot test's VMs (TCG, three on two cores) lost their
-// leader over and over at 500 ms. These are hashicorp/raft's own defaults
-// (Consul's raft_multiplier 1); a failover in two to three seconds is
-// still below what k3s and keepalived take.
+// leader over and over at 500 ms. At hashicorp/raft's own 1 s a failover
+// took 1.7–2.8 s (scripts/bench-cluster); 750 ms keeps it within 2 s
+// (0.9–1.9 s measured) and the boot test's VMs steady.
 const (
-	DefaultHeartbeatTimeout   = 1000 * time.Millisecond
-	DefaultElectionTimeout    = 1000 * time.Millisecond
+	DefaultHeartbeatTimeout   = 750 * time.Millisecond
+	DefaultElectionTimeout    = 750 * time.Millisecond
 	DefaultLeaderLeaseTimeout = 500 * time.Millisecond
 	DefaultCommitTimeout      = 20 * time.Millisecond
 	defaultHandshakeTimeout   = 5 * time.Second

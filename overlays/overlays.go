@@ -62,6 +62,8 @@ func Render(data any) ([]File, error) {
 // modeFor decides permissions by place, since embed keeps none.
 func modeFor(p string) fs.FileMode {
 	switch {
+	case strings.HasPrefix(p, "/etc/profile.d/"):
+		return 0o644 // sourced by login shells, not run
 	case strings.HasPrefix(p, "/usr/local/bin/"), strings.HasPrefix(p, "/usr/local/sbin/"),
 		path.Ext(p) == ".sh":
 		return 0o755

@@ -129,6 +129,31 @@ func TestHardeningBaked(t *testing.T) {
 		}
 	})
 
+	t.Run("sessions and crashes", func(t *testing.T) {
+		// An idle admin shell ends after 15 minutes and cannot undo it.
+		tm := cat(t, img, "/etc/profile.d/homecloud-tmout.sh")
+		if !regexp.MustCompile(`(?m)^TMOUT=([1-9][0-9]{0,2}|900)$`).MatchString(tm) || !regexp.MustCompile(`(?m)^readonly TMOUT$`).MatchString(tm) {
+			t.Errorf("no readonly TMOUT ≤ 900 s:\n%s", tm)
+		}
+		if in, ok := stat(t, img, "/etc/profile.d/homecloud-tmout.sh"); !ok || in.mode&0o777 != 0o644 || in.uid != 0 {
+			t.Errorf("profile.d script: %+v, want root's, 0644", in)
+		}
+		cd := cat(t, img, "/etc/systemd/coredump.conf.d/homecloud.conf")
+		for _, w := range []string{"Storage=none", "ProcessSizeMax=0"} {
+			if !strings.Contains(cd, w) {
+				t.Errorf("systemd-coredump keeps cores: no %q", w)
+			}
+		}
+		if l := cat(t, img, "/etc/security/limits.d/homecloud.conf"); !regexp.MustCompile(`(?m)^\*\s+hard\s+core\s+0$`).MatchString(l) {
+			t.Errorf("limits.d allows core dumps:\n%s", l)
+		}
+		for _, f := range []string{"/etc/issue", "/etc/issue.net"} {
+			if b := strings.ToLower(cat(t, img, f)); !strings.Contains(b, "authorised access only") || !strings.Contains(b, "prohibited") {
+				t.Errorf("%s has no warning to the unauthorised:\n%s", f, b)
+			}
+		}
+	})
+
 	t.Run("module blacklist", func(t *testing.T) {
 		bl := cat(t, img, "/etc/modprobe.d/homecloud-blacklist.conf")
 		for _, m := range []string{"cramfs", "freevxfs", "jffs2", "hfs", "hfsplus", "udf", "dccp", "sctp", "rds", "tipc"} {

@@ -32,6 +32,10 @@ func LoginDefsPolicy() []Setting {
 		{"LOGIN_RETRIES", "5"},
 		{"LOGIN_TIMEOUT", "60"},
 		{"ENCRYPT_METHOD", "YESCRYPT"}, // Debian 12's strongest
+		// Rounds for a tool that still asks for SHA-512 (chpasswd -c
+		// SHA512); lynis' AUTH-9230 looks for these.
+		{"SHA_CRYPT_MIN_ROUNDS", "5000"},
+		{"SHA_CRYPT_MAX_ROUNDS", "100000"},
 		{"FAILLOG_ENAB", "yes"},
 		{"LOG_OK_LOGINS", "yes"},
 		{"SYSLOG_SU_ENAB", "yes"},

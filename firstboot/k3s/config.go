@@ -256,9 +256,7 @@ func NodeIP(root string) (netip.Addr, error) {
 	if err != nil {
 		return netip.Addr{}, fmt.Errorf("read k3s config: %w", err)
 	}
-	var c struct {
-		NodeIP string `yaml:"node-ip"`
-	}
+	var c config
 	if err := yaml.Unmarshal(b, &c); err != nil {
 		return netip.Addr{}, fmt.Errorf("read k3s config %s: %w", path, err)
 	}

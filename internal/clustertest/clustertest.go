@@ -205,13 +205,14 @@ func (n *Node) Start(ctx context.Context) error {
 		return err
 	}
 	kconf := filepath.Join(n.Root, keepalived.ConfigPath)
+	// No --check: keepalived runs the product's default, check-k3s on the
+	// node-ip of the k3s config.
 	args := []string{"netns", "exec", n.Host.NS, n.c.Opts.Bins.Firstboot, "run",
 		"--root", n.Root, "--iface", "eth0", "--supervisor", "exec",
 		"--exec-unit", k3s.ServerUnit + "=" + n.c.Opts.Bins.FakeK3s + " server --config " + filepath.Join(n.Root, k3s.ConfigPath),
 		"--exec-unit", k3s.AgentUnit + "=" + n.c.Opts.Bins.FakeK3s + " agent --config " + filepath.Join(n.Root, k3s.ConfigPath),
 		"--exec-unit", keepalived.Unit + "=" + strings.Join(keepalived.Argv(kconf, run), " "),
-	} // keepalived's check is the product's default: check-k3s on the node-ip of the k3s config
-
+	}
 	logf, err := os.OpenFile(n.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err

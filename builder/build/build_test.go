@@ -2,8 +2,11 @@ package build
 
 import (
 	"bytes"
+	"context"
 	"encoding/pem"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path"
@@ -279,5 +282,45 @@ func TestBuildPine64WritesUBootIntoBareBase(t *testing.T) {
 	}
 	if cached, _ := filepath.Glob(filepath.Join(f.cache, "base", "*.img")); len(cached) != 1 {
 		t.Errorf("decompressed bases in the cache: %v, want one", cached)
+	}
+}
+
+// cancelAt cancels a build when its progress reaches a line containing at.
+type cancelAt struct {
+	at     string
+	cancel context.CancelFunc
+}
+
+func (c cancelAt) Write(p []byte) (int, error) {
+	if strings.Contains(string(p), c.at) {
+		c.cancel()
+	}
+	return len(p), nil
+}
+
+// A build stopped while images are in flight (Ctrl-C) reports why and
+// leaves no temp image and no SHA256SUMS listing images that are not there.
+func TestBuildCancelledLeavesNoTempFiles(t *testing.T) {
+	f := newFixture(t)
+	base := testimage.Make(t, testimage.Options{})
+	armbianize(t, base)
+	out := filepath.Join(t.TempDir(), "out")
+	for _, at := range []string{"writing image 2 of 4", "writing image 4 of 4"} {
+		t.Run(at, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			opts := f.opts()
+			opts.Progress = cancelAt{at: at, cancel: cancel}
+			_, err := Run(ctx, parseSpec(t, f.args("--board", "qemu-virt", "--nodes", "4", "--base-image", base, "--out", out)), opts)
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("Run cancelled at %q: err = %v, want context.Canceled", at, err)
+			}
+			if leftovers, _ := filepath.Glob(filepath.Join(out, ".*.tmp")); len(leftovers) > 0 {
+				t.Errorf("temp files left: %v", leftovers)
+			}
+			if _, err := os.Stat(filepath.Join(out, SumsFile)); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("%s written by a cancelled build (stat: %v)", SumsFile, err)
+			}
+		})
 	}
 }

@@ -29,7 +29,7 @@ func privateDirs() []string {
 
 // writeNode makes one node's image at tmp: a sparse copy of the base,
 // the boot loader if the base lacks one, and the node's files in its
-// root fs. tmp is fsynced; naming it is the caller's job.
+// root fs. Syncing and naming tmp are the caller's job.
 func writeNode(ctx context.Context, in *inputs, s *spec.Spec, b *secrets.NodeBundle, tmp string) error {
 	if err := diskimage.SparseCopy(ctx, in.base, tmp); err != nil {
 		return err
@@ -50,7 +50,7 @@ func writeNode(ctx context.Context, in *inputs, s *spec.Spec, b *secrets.NodeBun
 	if err := fsys.Close(); err != nil {
 		return fmt.Errorf("node %s: %w", b.Name, err)
 	}
-	return syncFile(tmp)
+	return nil
 }
 
 func writeBlob(img string, blob ubootBlob) error {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"io"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -70,6 +71,22 @@ func TestSparseCopy(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A sparse file with one data extent longer than a kernel copy chunk.
+	long := filepath.Join(dir, "long.img")
+	writeIsland(t, long, 1<<20, kernelChunk+3<<20+5, 256<<20)
+	// The same on tmpfs: copy_file_range across file systems is refused
+	// (EXDEV) by Linux ≥ 5.19, so the copy falls back to read/write.
+	crossFS := ""
+	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
+		shm, err := os.MkdirTemp("/dev/shm", "homecloud-copy-test-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(shm) })
+		crossFS = filepath.Join(shm, "src.img")
+		writeIsland(t, crossFS, 64<<10, 3<<20, 64<<20)
+	}
+
 	for _, tc := range []struct {
 		name     string
 		src      string
@@ -79,8 +96,13 @@ func TestSparseCopy(t *testing.T) {
 		{"testimage", testimage.Make(t, testimage.Options{WithBootloader: true}), -1, nil},
 		{"huge sparse", huge, 1 << 20, []int64{0, 1 << 30, 4<<30 - 3}},
 		{"dense zeros become holes", dense, 2<<20 + 64<<10, nil},
+		{"extent longer than a kernel chunk", long, kernelChunk + 4<<20, nil},
+		{"source on another file system", crossFS, 4 << 20, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.src == "" {
+				t.Skip("no /dev/shm here")
+			}
 			dst := filepath.Join(t.TempDir(), "copy.img")
 			if err := SparseCopy(context.Background(), tc.src, dst); err != nil {
 				t.Fatal(err)
@@ -106,6 +128,24 @@ func TestSparseCopy(t *testing.T) {
 				t.Errorf("copy occupies %d bytes on disk, want at most %d", got, limit)
 			}
 		})
+	}
+}
+
+// writeIsland makes a file of size bytes whose only data is n random
+// bytes at off.
+func writeIsland(t *testing.T, path string, off, n, size int64) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rnd := rand.NewChaCha8([32]byte{1})
+	if _, err := io.Copy(io.NewOffsetWriter(f, off), io.LimitReader(rnd, n)); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -196,7 +236,7 @@ func decompressWith(src, dst string, open func(string) (io.ReadCloser, error)) e
 		return err
 	}
 	defer out.Close()
-	w := newSparseWriter(out)
+	w := newSparseWriter(out, nil)
 	n, err := io.Copy(w, r)
 	if err != nil {
 		return err

@@ -155,7 +155,7 @@ func DecompressXZ(ctx context.Context, src, dst string) error {
 	if err != nil {
 		return fmt.Errorf("decompress %s: %w", src, err)
 	}
-	w := newSparseWriter(out)
+	w := newSparseWriter(out, nil)
 	n, err := io.Copy(w, &ctxReader{ctx, r})
 	if err == nil {
 		err = w.finish(n)

@@ -157,8 +157,8 @@ func writeImages(ctx context.Context, in *inputs, s *spec.Spec, sec *secrets.Sec
 			}
 			return nil, err
 		}
+		say("%s: writing image %d of %d", name, i, s.Nodes)
 		g.Go(func() error {
-			say("%s: writing image %d of %d", name, i, s.Nodes)
 			tmp := filepath.Join(s.Out, "."+name+".img.tmp")
 			start := time.Now()
 			err := writeNode(ctx, in, s, b, tmp)

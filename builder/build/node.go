@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"slices"
+	"strings"
 
 	"github.com/homecloud/homecloud/builder/diskimage"
 	"github.com/homecloud/homecloud/builder/ext4fs"
@@ -135,15 +136,13 @@ func populate(fsys ext4fs.FS, in *inputs, s *spec.Spec, b *secrets.NodeBundle) e
 	for _, d := range privateDirs() {
 		dirs[d] = 0o700
 	}
-	names := make([]string, 0, len(dirs))
-	for d := range dirs {
-		names = append(names, d)
+	made := make([]ext4fs.Dir, 0, len(dirs))
+	for d, mode := range dirs {
+		made = append(made, ext4fs.Dir{Path: d, Mode: mode})
 	}
-	slices.Sort(names)
-	for _, d := range names {
-		if err := fsys.MkdirAll(d, dirs[d], 0, 0); err != nil {
-			return err
-		}
+	slices.SortFunc(made, func(a, b ext4fs.Dir) int { return strings.Compare(a.Path, b.Path) })
+	if err := fsys.MakeDirs(made); err != nil {
+		return err
 	}
 
 	if err := fsys.WriteFile(firstbootPath, bytes.NewReader(in.firstboot), 0o755, 0, 0); err != nil {

@@ -163,3 +163,51 @@ func TestBatching(t *testing.T) {
 		t.Errorf("/usr/bin lists %d batch files, want %d", got, n/len(dirs))
 	}
 }
+
+// TestMakeDirs makes a node's directories in one call: existing ones
+// (one behind the /lib symlink), new nested ones sharing parents, one
+// removed and made again in the same batch. It costs one lookup and
+// one write run, and the result is what MkdirAll one by one would give.
+func TestMakeDirs(t *testing.T) {
+	img := newBaseCache(t).fresh(t, 0)
+	f, err := Open(context.Background(), img, off)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.MkdirAll("/srv/old", 0o755, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Remove("/srv/old"); err != nil {
+		t.Fatal(err)
+	}
+	dirs := []Dir{
+		{Path: "/etc", Mode: 0o755},
+		{Path: "/lib/systemd/system", Mode: 0o755},
+		{Path: "/srv/old", Mode: 0o750, UID: 7, GID: 8},
+		{Path: "/var/lib/rancher/k3s/server", Mode: 0o700},
+		{Path: "/var/lib/rancher/k3s/server/tls/etcd", Mode: 0o700},
+		{Path: "/etc/homecloud/tls", Mode: 0o700},
+	}
+	runs := f.(*debugFS).runs
+	if err := f.MakeDirs(dirs); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The removal is flushed first (1 write run), then one lookup for
+	// every unknown prefix, then Close's write run.
+	if got := f.(*debugFS).runs - runs; got != 3 {
+		t.Errorf("MakeDirs of %d directories and Close took %d debugfs runs, want 3", len(dirs), got)
+	}
+	fsckClean(t, img)
+	for _, d := range dirs {
+		in := stat(t, img, d.Path+"/")
+		if in.typ != "directory" || in.mode != int(d.Mode) || in.uid != d.UID || in.gid != d.GID {
+			t.Errorf("%s: %+v, want a directory %o %d:%d", d.Path, in, d.Mode, d.UID, d.GID)
+		}
+	}
+	if in := stat(t, img, "/var/lib/rancher"); in.typ != "directory" || in.mode != 0o755 {
+		t.Errorf("made parent /var/lib/rancher: %+v, want a 0755 directory", in)
+	}
+}

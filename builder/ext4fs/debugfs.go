@@ -3,6 +3,7 @@ package ext4fs
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -13,6 +14,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -30,6 +32,7 @@ type debugFS struct {
 	pending []command
 	staged  []string        // temp files to delete after the next flush
 	dirs    map[string]bool // paths known to be directories (links followed)
+	dirty   bool            // pending has writes, links or removals
 	nstaged int
 	runs    int   // debugfs processes started, for tests
 	err     error // first failure; sticky
@@ -76,75 +79,102 @@ func (d *debugFS) setOwner(p string, mode uint32, uid, gid int) []command {
 }
 
 func (d *debugFS) MkdirAll(p string, mode fs.FileMode, uid, gid int) error {
-	op := "MkdirAll " + p
+	return d.MakeDirs([]Dir{{Path: p, Mode: mode, UID: uid, GID: gid}})
+}
+
+func (d *debugFS) MakeDirs(dirs []Dir) error {
 	if err := d.usable(); err != nil {
 		return err
 	}
-	m, err := unixMode(mode, 0o040000)
-	if err == nil {
-		err = checkOwner(uid, gid)
+	modes := make([]uint32, len(dirs))
+	paths := make([]string, len(dirs))
+	for i, dd := range dirs {
+		m, err := unixMode(dd.Mode, 0o040000)
+		if err == nil {
+			err = checkOwner(dd.UID, dd.GID)
+		}
+		if err == nil {
+			err = checkPath(dd.Path)
+		}
+		if err != nil {
+			return fmt.Errorf("ext4fs: MkdirAll %s: %w", dd.Path, err)
+		}
+		modes[i], paths[i] = m, dd.Path
 	}
-	if err == nil {
-		err = checkPath(p)
-	}
-	if err != nil {
-		return fmt.Errorf("ext4fs: %s: %w", op, err)
-	}
-	missing, err := d.missingDirs(op, p)
+	missing, err := d.missingDirs(paths)
 	if err != nil {
 		return err
 	}
-	var cmds []command
-	for _, q := range missing {
-		cmds = append(cmds, command{line: "mkdir " + entry(q)})
-		d.dirs[q] = true
+	for i, dd := range dirs {
+		var cmds []command
+		for _, q := range prefixes(dd.Path) {
+			if missing[q] && !d.dirs[q] {
+				cmds = append(cmds, command{line: "mkdir " + entry(q)})
+				d.dirs[q] = true
+			}
+		}
+		d.queue("MkdirAll "+dd.Path, append(cmds, d.setOwner(dir(dd.Path), modes[i], dd.UID, dd.GID)...)...)
 	}
-	d.queue(op, append(cmds, d.setOwner(dir(p), m, uid, gid)...)...)
 	return nil
 }
 
-// missingDirs returns the prefixes of p (p included) that do not exist
-// yet, shortest first. debugfs' mkdir of an existing name leaks an inode
-// and a block (e2fsprogs 1.47.0: e2fsck then finds an unattached
-// directory), so existence is checked first: the cache of known
-// directories answers most calls; otherwise the queue is flushed and
-// one read-only debugfs run looks.
-func (d *debugFS) missingDirs(op, p string) ([]string, error) {
-	var prefixes, unknown []string
+// prefixes returns "/a", "/a/b", "/a/b/c" for "/a/b/c".
+func prefixes(p string) []string {
+	var out []string
 	for i := 1; i <= len(p); i++ {
 		if i == len(p) || p[i] == '/' {
-			prefixes = append(prefixes, p[:i])
-			if !d.dirs[p[:i]] {
-				unknown = append(unknown, p[:i])
+			out = append(out, p[:i])
+		}
+	}
+	return out
+}
+
+// missingDirs returns which prefixes of paths (paths included) do not
+// exist yet. debugfs' mkdir of an existing name leaks an inode and a
+// block (e2fsprogs 1.47.0: e2fsck then finds an unattached directory),
+// so existence is checked first: the cache of known directories answers
+// most; one read-only debugfs run looks up all the others. Queued mkdirs
+// are in the cache, so only queued writes, links and removals, which
+// could change the answer, are flushed first.
+func (d *debugFS) missingDirs(paths []string) (map[string]bool, error) {
+	asked := map[string]string{} // unknown prefix -> the path it came from
+	var unknown []string
+	for _, p := range paths {
+		for _, q := range prefixes(p) {
+			if _, ok := asked[q]; !ok && !d.dirs[q] {
+				asked[q] = p
+				unknown = append(unknown, q)
 			}
 		}
 	}
 	if len(unknown) == 0 {
 		return nil, nil
 	}
-	if err := d.Flush(); err != nil {
-		return nil, err
+	if d.dirty {
+		if err := d.Flush(); err != nil {
+			return nil, err
+		}
 	}
+	// Parents before children, so a child of a missing directory is
+	// known to be missing whatever debugfs says of it.
+	slices.SortFunc(unknown, func(a, b string) int { return cmp.Or(cmp.Compare(len(a), len(b)), cmp.Compare(a, b)) })
 	cmds := make([]command, len(unknown))
 	for i, q := range unknown {
-		cmds[i] = command{line: "cd " + dir(q), op: op}
+		cmds[i] = command{line: "cd " + dir(q), op: "MkdirAll " + asked[q]}
 	}
 	msgs, err := d.run(false, cmds)
 	if err != nil {
 		return nil, err
 	}
-	var missing []string
+	missing := map[string]bool{}
 	for i, q := range unknown {
 		switch {
+		case missing[path.Dir(q)] || isNotFound(msgs[i]):
+			missing[q] = true
 		case msgs[i] == "":
 			d.dirs[q] = true
-		case isNotFound(msgs[i]):
-			missing = append(missing, q)
-		case len(missing) > 0:
-			// Below a missing directory everything is missing.
-			missing = append(missing, q)
 		default:
-			return nil, fmt.Errorf("ext4fs: %s: %s is not a directory: %s", op, q, strings.TrimSpace(msgs[i]))
+			return nil, fmt.Errorf("ext4fs: MkdirAll %s: %s is not a directory: %s", asked[q], q, strings.TrimSpace(msgs[i]))
 		}
 	}
 	return missing, nil
@@ -213,6 +243,7 @@ func (d *debugFS) checkFile(p string, mode fs.FileMode, uid, gid int) error {
 }
 
 func (d *debugFS) queueWrite(op, p, host string, mode fs.FileMode, uid, gid int) {
+	d.dirty = true
 	m, _ := unixMode(mode, 0o100000) // checked by checkFile
 	// write refuses an existing name: remove it first, which also frees
 	// the old blocks. A directory in the way makes rm fail, as it should.
@@ -234,6 +265,7 @@ func (d *debugFS) Symlink(target, p string) error {
 	if target == "" || len(target) > maxSymlinkBytes || hasControl(target) {
 		return fmt.Errorf("ext4fs: %s: target %q must be 1..%d bytes without control characters", op, target, maxSymlinkBytes)
 	}
+	d.dirty = true
 	d.queue(op,
 		command{line: "rm " + entry(p), ignore: []string{"File not found by ext2_lookup"}},
 		command{line: fmt.Sprintf("symlink %s %s", entry(p), quote(target))})
@@ -253,6 +285,7 @@ func (d *debugFS) Remove(p string) error {
 			delete(d.dirs, q)
 		}
 	}
+	d.dirty = true
 	// rm takes files and links, rmdir empty directories; whichever does
 	// not apply finds nothing (or, for rm, a directory) and says so.
 	d.queue(op,
@@ -318,7 +351,7 @@ func (d *debugFS) Flush() error {
 		return nil
 	}
 	cmds := d.pending
-	d.pending = nil
+	d.pending, d.dirty = nil, false
 	defer d.dropStaged()
 	msgs, err := d.run(true, cmds)
 	if err != nil {

@@ -31,6 +31,9 @@ type FS interface {
 	// MkdirAll makes path and any missing parents (parents as root:root
 	// 0755) and sets path's mode and owner, even if it already existed.
 	MkdirAll(path string, mode fs.FileMode, uid, gid int) error
+	// MakeDirs is MkdirAll for each of dirs in order, with one look at
+	// what exists for all of them.
+	MakeDirs(dirs []Dir) error
 	// WriteFile creates or replaces the regular file path with r's bytes.
 	// r is read to a temp file now; the parent directory must exist.
 	WriteFile(path string, r io.Reader, mode fs.FileMode, uid, gid int) error
@@ -52,6 +55,13 @@ type FS interface {
 	Flush() error
 	// Close flushes, removes temp files and returns the first failure.
 	Close() error
+}
+
+// Dir is a directory for MakeDirs.
+type Dir struct {
+	Path     string
+	Mode     fs.FileMode
+	UID, GID int
 }
 
 const (

@@ -11,7 +11,9 @@ type Download struct {
 // k3sRelease is the pinned k3s arm64 binary. The digest is the one in
 // k3s' own sha256sum-arm64.txt for this release, as pinned by three
 // unrelated projects that checked it; bump version, URL and digest
-// together.
+// together. The airgap images archive is not pinned: no digest for it
+// could be verified, so without --k3s-images the nodes pull k3s' images
+// from the internet at first start, as a plain k3s install does.
 func k3sRelease() Download {
 	return Download{
 		Version: "v1.36.4+k3s1",
@@ -19,12 +21,6 @@ func k3sRelease() Download {
 		SHA256:  "c920706346d5ad4e5cd3c7bf1bb09ce71ebe07fec829e513e40f1caf98aed8bb",
 	}
 }
-
-// k3sImagesRelease is the airgap images archive matching k3sRelease. No
-// digest for it could be verified, so none is pinned: without
-// --k3s-images the nodes pull k3s' images from the internet at first
-// start, as a plain k3s install does.
-func k3sImagesRelease() *Download { return nil }
 
 // k3sImageExts are the archive kinds k3s imports from its images dir: it
 // goes by the file name's extension.

@@ -304,7 +304,10 @@ func TestNoBundleCarriesTheCAKey(t *testing.T) {
 	blk, _ := pem.Decode(keyPEM)
 	// The raw scalar too: a key re-encoded some other way still contains it.
 	ca, _ := cluster.LoadCA(filepath.Join(out, "cluster", "ca.crt"), filepath.Join(out, "cluster", "ca.key"))
-	scalar := ca.Key.D.Bytes()
+	scalar, err := ca.Key.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, n := range staticNodes(4) {
 		b, err := s.Bundle(n.Name)
 		if err != nil {

@@ -65,7 +65,7 @@ func hashImage(ctx context.Context, path string) (string, error) {
 }
 
 // mapWindow bounds the address space one mapping of an extent takes.
-const mapWindow = 64 << 20
+const mapWindow = 8 << 20
 
 // hashMapped hashes f's bytes [from, to) through a read-only mapping:
 // the image was just written and sits in the page cache, and mapping it

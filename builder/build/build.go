@@ -25,6 +25,7 @@ import (
 	"github.com/homecloud/homecloud/builder/fetch"
 	"github.com/homecloud/homecloud/builder/secrets"
 	"github.com/homecloud/homecloud/builder/spec"
+	"github.com/homecloud/homecloud/builder/stacksecrets"
 )
 
 // SumsFile lists the images' SHA-256 in sha256sum -c format.
@@ -103,8 +104,14 @@ func Run(ctx context.Context, s *spec.Spec, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The stack's passwords are made once here: every image must carry
+	// the same ones (images are written concurrently).
+	stackFile, err := stacksecrets.ImageFile(s)
+	if err != nil {
+		return nil, err
+	}
 	res := &Result{Out: s.Out, SecretsDir: sec.Dir(), ClusterID: sec.ClusterID()}
-	images, err := writeImages(ctx, in, s, sec, opts.Progress)
+	images, err := writeImages(ctx, in, s, sec, stackFile, opts.Progress)
 	if err != nil {
 		return nil, err
 	}
@@ -124,7 +131,7 @@ const writesInFlight = 2
 // writeImages writes every node's image, writesInFlight at a time; each
 // one is then fsynced and hashed (SHA-256 is CPU: ~1.3 s per 2 GiB)
 // while the next ones are written, and renamed into place.
-func writeImages(ctx context.Context, in *inputs, s *spec.Spec, sec *secrets.Secrets, w io.Writer) ([]Image, error) {
+func writeImages(ctx context.Context, in *inputs, s *spec.Spec, sec *secrets.Secrets, stackFile secrets.File, w io.Writer) ([]Image, error) {
 	images := make([]Image, s.Nodes)
 	var mu sync.Mutex // serialises progress lines
 	say := func(format string, args ...any) {
@@ -161,7 +168,7 @@ func writeImages(ctx context.Context, in *inputs, s *spec.Spec, sec *secrets.Sec
 		g.Go(func() error {
 			tmp := filepath.Join(s.Out, "."+name+".img.tmp")
 			start := time.Now()
-			err := writeNode(ctx, in, s, b, tmp)
+			err := writeNode(ctx, in, s, b, stackFile, tmp)
 			writeDur := time.Since(start)
 			<-writing
 			if err == nil {

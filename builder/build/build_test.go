@@ -3,6 +3,7 @@ package build
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -17,8 +18,10 @@ import (
 
 	"github.com/homecloud/homecloud/boards"
 	"github.com/homecloud/homecloud/builder/secrets"
+	"github.com/homecloud/homecloud/builder/stacksecrets"
 	"github.com/homecloud/homecloud/internal/cluster"
 	"github.com/homecloud/homecloud/internal/testimage"
+	"github.com/homecloud/homecloud/overlays/stack"
 )
 
 // checkImages asserts what every build must give, with tools no one here
@@ -35,6 +38,8 @@ func checkImages(t *testing.T, f *fixture, res *Result, base, board string, node
 	baseTable := sfdiskDump(t, base)
 	keys, _ := os.ReadFile(f.keyFile)
 	var configs []cluster.Node
+	var stackSecrets map[string]string
+	var firstStack string
 	for i, img := range res.Images {
 		t.Run(img.Node, func(t *testing.T) {
 			if want := filepath.Join(res.Out, fmt.Sprintf("%s.img", img.Node)); img.Path != want {
@@ -68,6 +73,7 @@ func checkImages(t *testing.T, f *fixture, res *Result, base, board string, node
 				{cluster.DebsDir + "/keepalived_2.2.7-1_arm64.deb", "regular", 0o644},
 				{cluster.DebsDir + "/libnl-3-200_3.7.0-0.2_arm64.deb", "regular", 0o644},
 				{"/etc/machine-id", "regular", 0o444},
+				{stack.ConfigPath, "regular", 0o600},
 			} {
 				in, ok := stat(t, img.Path, c.path)
 				if !ok {
@@ -83,6 +89,21 @@ func checkImages(t *testing.T, f *fixture, res *Result, base, board string, node
 			}
 			if got := cat(t, img.Path, "/etc/ssh/authorized_keys/homecloud"); got != strings.SplitN(string(keys), "\n", 2)[1] {
 				t.Errorf("authorized_keys:\n%s\nwant the keys of %s", got, f.keyFile)
+			}
+			// Every node deploys the stack with the passwords kept in
+			// out/cluster: one set, whichever image was written first.
+			stackJSON := cat(t, img.Path, stack.ConfigPath)
+			if stackSecrets == nil {
+				stackSecrets = readStackSecrets(t, res.SecretsDir)
+				firstStack = stackJSON
+			}
+			if stackJSON != firstStack {
+				t.Errorf("%s differs from %s's", stack.ConfigPath, res.Images[0].Node)
+			}
+			for k, v := range stackSecrets {
+				if !strings.Contains(stackJSON, v) {
+					t.Errorf("%s lacks out/cluster's %s", stack.ConfigPath, k)
+				}
 			}
 			if got := cat(t, img.Path, "/etc/machine-id"); got != "" {
 				t.Errorf("/etc/machine-id holds %q: clones would share it", got)
@@ -323,4 +344,20 @@ func TestBuildCancelledLeavesNoTempFiles(t *testing.T) {
 			}
 		})
 	}
+}
+
+func readStackSecrets(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, stacksecrets.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]string{}
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	if len(m) == 0 {
+		t.Fatalf("%s holds no secrets", stacksecrets.FileName)
+	}
+	return m
 }

@@ -14,7 +14,6 @@ import (
 	"github.com/homecloud/homecloud/builder/ext4fs"
 	"github.com/homecloud/homecloud/builder/secrets"
 	"github.com/homecloud/homecloud/builder/spec"
-	"github.com/homecloud/homecloud/builder/stacksecrets"
 	"github.com/homecloud/homecloud/internal/cluster"
 	"github.com/homecloud/homecloud/overlays"
 )
@@ -31,7 +30,7 @@ func privateDirs() []string {
 // writeNode makes one node's image at tmp: a sparse copy of the base,
 // the boot loader if the base lacks one, and the node's files in its
 // root fs. Syncing and naming tmp are the caller's job.
-func writeNode(ctx context.Context, in *inputs, s *spec.Spec, b *secrets.NodeBundle, tmp string) error {
+func writeNode(ctx context.Context, in *inputs, s *spec.Spec, b *secrets.NodeBundle, stackFile secrets.File, tmp string) error {
 	if err := diskimage.SparseCopy(ctx, in.base, tmp); err != nil {
 		return err
 	}
@@ -44,7 +43,7 @@ func writeNode(ctx context.Context, in *inputs, s *spec.Spec, b *secrets.NodeBun
 	if err != nil {
 		return err
 	}
-	if err := populate(fsys, in, s, b); err != nil {
+	if err := populate(fsys, in, s, b, stackFile); err != nil {
 		fsys.Close()
 		return fmt.Errorf("node %s: %w", b.Name, err)
 	}
@@ -77,7 +76,7 @@ func syncFile(p string) error {
 
 // populate queues every write for one node; ext4fs applies them in one
 // debugfs run at Close.
-func populate(fsys ext4fs.FS, in *inputs, s *spec.Spec, b *secrets.NodeBundle) error {
+func populate(fsys ext4fs.FS, in *inputs, s *spec.Spec, b *secrets.NodeBundle, stackFile secrets.File) error {
 	node := nodeConfig(s, in.board, in.rootfs.armbian, b)
 	nodeJSON, err := node.Marshal()
 	if err != nil {
@@ -97,11 +96,7 @@ func populate(fsys ext4fs.FS, in *inputs, s *spec.Spec, b *secrets.NodeBundle) e
 		files = append(files, file{path: f.Path, data: f.Data, mode: f.Mode})
 	}
 	// The service stack's settings and generated passwords, for the deploy step.
-	sf, err := stacksecrets.ImageFile(s)
-	if err != nil {
-		return err
-	}
-	files = append(files, file{path: sf.Path, data: sf.Data, mode: sf.Mode})
+	files = append(files, file{path: stackFile.Path, data: stackFile.Data, mode: stackFile.Mode})
 	files = append(files, file{path: "/etc/ssh/authorized_keys/" + s.AdminUser, data: in.sshKeys, mode: 0o644})
 	files = append(files, in.rootfs.noAutologin...)
 	if in.rootfs.machineID {

@@ -273,9 +273,8 @@ func debs(ctx context.Context, s *spec.Spec, cache *fetch.Cache, opts Options, i
 		}
 		return out, nil
 	}
-	if s.Offline {
-		return nil, usage("--debs", errors.New("keepalived's arm64 .debs are downloaded from Debian and --offline was given: pass --debs DIR holding them, or run once without --offline"))
-	}
+	// With --offline the archive answers from the cache (signed Release,
+	// Packages, .debs of an earlier run) or says what is missing.
 	keyring, err := debarchive.BookwormKeyring()
 	if err != nil {
 		return nil, err

@@ -201,7 +201,7 @@ func TestFirewallLab(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ports := []int{22, 443, 6443, 7373, 7380, 2379, 10250, 445, 2049, 12345}
+	ports := []int{22, 443, 6443, 7373, 7380, 2379, 9100, 10250, 445, 2049, 12345}
 	listen(t, node, ports)
 	vrrp := listenRaw(t, node, 112)
 	vxlan := listenUDP(t, node, 8472)
@@ -217,6 +217,7 @@ func TestFirewallLab(t *testing.T) {
 		{peer, 7373, true}, {outsider, 7373, false}, // raft
 		{peer, 7380, true}, {outsider, 7380, false}, // status
 		{peer, 2379, true}, {outsider, 2379, false}, // etcd
+		{peer, 9100, true}, {outsider, 9100, false}, // node-exporter, for Prometheus on another node
 		{peer, 10250, true}, {outsider, 10250, false}, // kubelet
 		{outsider, 445, true}, {outsider, 2049, true}, // NAS on the LAN
 		{peer, 12345, false}, {outsider, 12345, false}, // nothing listens here by policy

@@ -245,6 +245,7 @@ func TestRenderStrict(t *testing.T) {
 			checkSelectors(t, docs)
 			checkStorage(t, in, docs)
 			checkHosts(t, docs)
+			checkHostDirs(t, docs)
 			checkPorts(t, in, docs)
 			checkSecrets(t, in, files, docs)
 		})
@@ -463,6 +464,72 @@ func checkHosts(t *testing.T, docs []doc) {
 				t.Errorf("Ingress %s/%s and %s both claim host %q on entrypoint %s", d.ns, d.name, other, r.Host, ep)
 			}
 			seen[key] = d.ns + "/" + d.name
+		}
+	}
+}
+
+// checkHostDirs: a folder a pod needs on a node is there and is its
+// user's. The kubelet makes a missing hostPath folder as root (0755), so
+// a container running as another user that writes into one needs a root
+// init container of the same pod to chown it; an SMB volume of a share's
+// subfolder needs dnas to make that folder (a mount of a missing folder
+// fails).
+func checkHostDirs(t *testing.T, docs []doc) {
+	t.Helper()
+	pods := podTemplates(docs)
+	script := func(c corev1.Container) string { return strings.Join(append(slices.Clone(c.Command), c.Args...), " ") }
+	uidOf := func(p corev1.PodSpec, c corev1.Container) int64 {
+		if c.SecurityContext != nil && c.SecurityContext.RunAsUser != nil {
+			return *c.SecurityContext.RunAsUser
+		}
+		if p.SecurityContext != nil && p.SecurityContext.RunAsUser != nil {
+			return *p.SecurityContext.RunAsUser
+		}
+		return 0
+	}
+	for _, p := range pods {
+		hostPaths := map[string]string{}
+		for _, v := range p.spec.Volumes {
+			if v.HostPath != nil {
+				hostPaths[v.Name] = v.HostPath.Path
+			}
+		}
+		for _, c := range append(slices.Clone(p.spec.InitContainers), p.spec.Containers...) {
+			uid := uidOf(p.spec, c)
+			for _, m := range c.VolumeMounts {
+				path, ok := hostPaths[m.Name]
+				if !ok || uid == 0 || m.ReadOnly {
+					continue
+				}
+				chowned := slices.ContainsFunc(p.spec.InitContainers, func(ic corev1.Container) bool {
+					return uidOf(p.spec, ic) == 0 && strings.Contains(script(ic), fmt.Sprintf("chown %d:", uid)) &&
+						slices.ContainsFunc(ic.VolumeMounts, func(im corev1.VolumeMount) bool { return im.Name == m.Name || strings.HasPrefix(path, hostPaths[im.Name]+"/") })
+				})
+				if !chowned {
+					t.Errorf("%s %s/%s: container %s writes hostPath %s as uid %d, but no root init container chowns it", p.doc.kind, p.doc.ns, p.doc.name, c.Name, path, uid)
+				}
+			}
+		}
+	}
+	var dnasScripts []string
+	for _, p := range pods {
+		if p.doc.ns == "dnas" {
+			for _, ic := range p.spec.InitContainers {
+				dnasScripts = append(dnasScripts, script(ic))
+			}
+		}
+	}
+	for _, d := range docs {
+		pv, ok := d.obj.(*corev1.PersistentVolume)
+		if !ok || pv.Spec.CSI == nil || pv.Spec.CSI.Driver != "smb.csi.k8s.io" {
+			continue
+		}
+		_, sub, _ := strings.Cut(strings.TrimPrefix(pv.Spec.CSI.VolumeAttributes["source"], "//"), "/nas")
+		if sub == "" {
+			continue
+		}
+		if !slices.ContainsFunc(dnasScripts, func(s string) bool { return strings.Contains(s, "mkdir -p") && strings.Contains(s, sub+"\n") }) {
+			t.Errorf("PersistentVolume %s mounts the share's folder %s, which no dnas init container makes", d.name, sub)
 		}
 	}
 }

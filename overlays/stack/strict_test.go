@@ -503,7 +503,9 @@ func checkHostDirs(t *testing.T, docs []doc) {
 				}
 				chowned := slices.ContainsFunc(p.spec.InitContainers, func(ic corev1.Container) bool {
 					return uidOf(p.spec, ic) == 0 && strings.Contains(script(ic), fmt.Sprintf("chown %d:", uid)) &&
-						slices.ContainsFunc(ic.VolumeMounts, func(im corev1.VolumeMount) bool { return im.Name == m.Name || strings.HasPrefix(path, hostPaths[im.Name]+"/") })
+						slices.ContainsFunc(ic.VolumeMounts, func(im corev1.VolumeMount) bool {
+							return im.Name == m.Name || strings.HasPrefix(path, hostPaths[im.Name]+"/")
+						})
 				})
 				if !chowned {
 					t.Errorf("%s %s/%s: container %s writes hostPath %s as uid %d, but no root init container chowns it", p.doc.kind, p.doc.ns, p.doc.name, c.Name, path, uid)

@@ -535,3 +535,52 @@ func checkHostDirs(t *testing.T, docs []doc) {
 		}
 	}
 }
+
+// TestBackupRepositoryMounted: restic writes a path repository on the
+// data-disk node, so the job mounts it from there whatever the path; a
+// REST server needs no mount.
+func TestBackupRepositoryMounted(t *testing.T) {
+	for _, c := range []struct {
+		repo, wantHost string
+	}{
+		{"", LocalBackupPath},
+		{"/mnt/usb/restic", "/mnt/usb/restic"},
+		{"rest:https://backup.lan:8000/home", ""},
+	} {
+		t.Run(c.repo, func(t *testing.T) {
+			in := testInput(4, false)
+			in.Settings.BackupRepo = c.repo
+			files, err := Render(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var job *podTemplate
+			for _, p := range podTemplates(decodeAll(t, files)) {
+				if p.doc.ns == "backups" && p.cron {
+					job = &p
+				}
+			}
+			if job == nil {
+				t.Fatal("no backup CronJob")
+			}
+			var gotHost string
+			for _, v := range job.spec.Volumes {
+				if v.Name == "repo" && v.HostPath != nil {
+					gotHost = v.HostPath.Path
+				}
+			}
+			if gotHost != c.wantHost {
+				t.Errorf("repository hostPath %q, want %q", gotHost, c.wantHost)
+			}
+			if c.wantHost == "" {
+				return
+			}
+			mounted := slices.ContainsFunc(job.spec.Containers, func(ct corev1.Container) bool {
+				return slices.ContainsFunc(ct.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == "repo" && m.MountPath == c.wantHost })
+			})
+			if !mounted {
+				t.Errorf("no container mounts the repository at %s, where RESTIC_REPOSITORY points", c.wantHost)
+			}
+		})
+	}
+}

@@ -86,8 +86,12 @@ func newView(in Input) view {
 		v.LAN = []string{"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"}
 	}
 	if v.BackupRepo == "" {
-		v.BackupRepo, v.BackupLocal = LocalBackupPath, true
+		v.BackupRepo = LocalBackupPath
 	}
+	// A path is a folder on the data-disk node (the default, or a USB
+	// disk mounted there): the job must mount it, or restic would write
+	// into its own container and lose it.
+	v.BackupLocal = strings.HasPrefix(v.BackupRepo, "/")
 	for _, r := range Routes() {
 		if s.On(r.Service) {
 			v.Routes = append(v.Routes, r)

@@ -82,7 +82,7 @@ type Spec struct {
 	// an absolute path on the data-disk node (a second disk), or a restic
 	// REST server (rest:https://host:8000/). Empty: /srv/backup there.
 	BackupRepo string `yaml:"backup-repo"`
-	// LonghornBackupTarget is Longhorn's backup target (nfs:// or cifs://).
+	// LonghornBackupTarget is Longhorn's backup target (nfs://).
 	LonghornBackupTarget string `yaml:"longhorn-backup-target"`
 	// Volume sizes of the stack, as Kubernetes quantities (8Gi).
 	NextcloudSize  string `yaml:"nextcloud-size"`
@@ -193,7 +193,7 @@ func newFlagSet(s *Spec, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&s.DataDisk, "data-disk", s.DataDisk, "file system `label` of the NAS data disk, if any")
 	fs.Var((*servicesFlag)(&s.Services), "services", "switch services `name=on|off,...` (all on by default: "+strings.Join(KnownServices(), ", ")+")")
 	fs.StringVar(&s.BackupRepo, "backup-repo", s.BackupRepo, "restic `repository` for the nightly backup: an absolute path on the data-disk node or rest:https://HOST:PORT/PATH (default /srv/backup on that node)")
-	fs.StringVar(&s.LonghornBackupTarget, "longhorn-backup-target", s.LonghornBackupTarget, "Longhorn's backup `target`: nfs://HOST:/PATH or cifs://HOST/SHARE (default none)")
+	fs.StringVar(&s.LonghornBackupTarget, "longhorn-backup-target", s.LonghornBackupTarget, "Longhorn's backup `target`: nfs://HOST:/PATH (default none)")
 	fs.StringVar(&s.NextcloudSize, "nextcloud-size", s.NextcloudSize, "Nextcloud's volume `size` (e.g. 8Gi)")
 	fs.StringVar(&s.DatabaseSize, "database-size", s.DatabaseSize, "Nextcloud database volume `size` (e.g. 2Gi)")
 	fs.StringVar(&s.MonitoringSize, "monitoring-size", s.MonitoringSize, "Prometheus volume `size` (e.g. 2Gi)")

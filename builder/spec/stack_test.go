@@ -18,6 +18,7 @@ func TestValidateStack(t *testing.T) {
 		{[]string{"--backup-repo", "s3:bucket"}, "--backup-repo"},
 		{[]string{"--backup-repo", "/mnt/$(reboot)"}, "--backup-repo"},
 		{[]string{"--longhorn-backup-target", "s3://b@r/"}, "--longhorn-backup-target"},
+		{[]string{"--longhorn-backup-target", "cifs://nas.lan/backups"}, "--longhorn-backup-target"},
 		{[]string{"--nextcloud-size", "8GB"}, "--nextcloud-size"},
 		{[]string{"--database-size", "0Gi"}, "--database-size"},
 		{[]string{"--monitoring-size", ""}, "--monitoring-size"},

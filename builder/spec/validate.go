@@ -239,7 +239,7 @@ func optionalFile(field, path string) error {
 var (
 	sizeRE     = regexp.MustCompile(`^[1-9][0-9]{0,5}(Mi|Gi|Ti)$`)
 	restRepoRE = regexp.MustCompile(`^rest:https?://[^\s/]+(/\S*)?$`)
-	longhornRE = regexp.MustCompile(`^(nfs://[^\s/:]+:/\S*|cifs://[^\s/]+/\S+)$`)
+	longhornRE = regexp.MustCompile(`^nfs://[^\s/:]+:/\S*$`)
 )
 
 // validateStack checks the service stack's settings.
@@ -264,7 +264,7 @@ func (s *Spec) validateStack() []error {
 		errs = append(errs, usagef("--backup-repo", "%q: want an absolute path on the data-disk node or rest:https://HOST:PORT/PATH (a restic REST server)", r))
 	}
 	if t := s.LonghornBackupTarget; t != "" && !longhornRE.MatchString(t) {
-		errs = append(errs, usagef("--longhorn-backup-target", "%q: want nfs://HOST:/PATH or cifs://HOST/SHARE", t))
+		errs = append(errs, usagef("--longhorn-backup-target", "%q: want nfs://HOST:/PATH (a CIFS target needs credentials the spec does not carry: set it in Longhorn's UI)", t))
 	}
 	return errs
 }

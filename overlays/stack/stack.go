@@ -63,8 +63,9 @@ type Settings struct {
 	// BackupRepo is the restic repository the backups go to; empty means
 	// /srv/backup on the data-disk node (a second disk is better: see README).
 	BackupRepo string `json:"backup_repo,omitempty"`
-	// LonghornBackupTarget is Longhorn's own backup target (nfs://, cifs://
-	// or s3://); empty leaves Longhorn without one.
+	// LonghornBackupTarget is Longhorn's own backup target (nfs://; CIFS
+	// and S3 need credentials, set in Longhorn's UI); empty leaves
+	// Longhorn without one.
 	LonghornBackupTarget string `json:"longhorn_backup_target,omitempty"`
 }
 

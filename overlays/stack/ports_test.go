@@ -1,8 +1,12 @@
 package stack
 
 import (
+	"cmp"
 	"fmt"
+	"os"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -96,6 +100,51 @@ func checkPorts(t *testing.T, in Input, docs []doc) {
 					port = cp.ContainerPort
 				}
 				claim(nodes, cp.Protocol, port, p.doc.kind+" "+p.doc.ns+"/"+p.doc.name)
+			}
+		}
+	}
+}
+
+// checkFirewall: a host-network pod's ports reach the node's INPUT
+// chain (ServiceLB's and hostPort's DNAT cross FORWARD instead, which
+// the firewall leaves to k3s), so each must be accepted there from
+// somewhere: the LAN or the peers.
+func checkFirewall(t *testing.T, docs []doc) {
+	t.Helper()
+	rules, err := os.ReadFile("../rootfs/etc/nftables.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := map[string]bool{} // "tcp/9100"
+	portRE := regexp.MustCompile(`(tcp|udp) dport (\{[^}]*\}|\S+)`)
+	for _, line := range strings.Split(string(rules), "\n") {
+		if !strings.HasSuffix(strings.TrimSpace(line), "accept") {
+			continue
+		}
+		for _, m := range portRE.FindAllStringSubmatch(line, -1) {
+			for _, tok := range strings.FieldsFunc(m[2], func(r rune) bool { return r == '{' || r == '}' || r == ',' || r == ' ' }) {
+				lo, hi, _ := strings.Cut(tok, "-")
+				a, err1 := strconv.Atoi(lo)
+				b, err2 := strconv.Atoi(cmp.Or(hi, lo))
+				if err1 != nil || err2 != nil {
+					continue
+				}
+				for p := a; p <= b; p++ {
+					open[fmt.Sprintf("%s/%d", m[1], p)] = true
+				}
+			}
+		}
+	}
+	for _, p := range podTemplates(docs) {
+		if !p.spec.HostNetwork {
+			continue
+		}
+		for _, c := range p.spec.Containers {
+			for _, cp := range c.Ports {
+				key := fmt.Sprintf("%s/%d", strings.ToLower(string(cmp.Or(cp.Protocol, corev1.ProtocolTCP))), cp.ContainerPort)
+				if !open[key] {
+					t.Errorf("%s %s/%s listens on the node's %s, which overlays/rootfs/etc/nftables.conf never accepts", p.doc.kind, p.doc.ns, p.doc.name, key)
+				}
 			}
 		}
 	}

@@ -247,6 +247,7 @@ func TestRenderStrict(t *testing.T) {
 			checkHosts(t, docs)
 			checkHostDirs(t, docs)
 			checkPorts(t, in, docs)
+			checkFirewall(t, docs)
 			checkSecrets(t, in, files, docs)
 		})
 	}

@@ -221,10 +221,15 @@ func TestBuildPine64FourNodesStaticThenAddFifth(t *testing.T) {
 	armbianize(t, base)
 	out := filepath.Join(t.TempDir(), "out")
 	static := []string{"--board", "pine64", "--base-image", base, "--out", out, "--network", "10.20.0.0/24",
-		"--gateway", "10.20.0.1", "--first-ip", "10.20.0.11", "--vip", "10.20.0.10", "--k3s-images", f.images}
+		"--gateway", "10.20.0.1", "--first-ip", "10.20.0.11", "--vip", "10.20.0.10", "--k3s-images", f.images,
+		"--data-disk", "nas", "--data-disk-node", "2"}
 	res := run(t, f, append(static, "--nodes", "4")...)
 	nodes := checkImages(t, f, res, base, "pine64", 4)
 	for i, n := range nodes {
+		// Every node tells the raft leader where the disk is plugged in.
+		if n.DataDisk != "nas" || n.DataDiskNode != "homecloud-node2" {
+			t.Errorf("%s: data disk %q on %q, want nas on homecloud-node2", n.Name, n.DataDisk, n.DataDiskNode)
+		}
 		want := fmt.Sprintf("10.20.0.%d/24", 11+i)
 		if n.Network.Mode != "static" || n.Network.Address != want || n.Network.Gateway != "10.20.0.1" || n.VIP != "10.20.0.10" {
 			t.Errorf("%s: network %+v vip %q, want static %s", n.Name, n.Network, n.VIP, want)
@@ -282,9 +287,7 @@ func TestBuildPine64WritesUBootIntoBareBase(t *testing.T) {
 	base := testimage.Make(t, testimage.Options{})
 	armbianize(t, base)
 	// An .img.xz base is decompressed into the cache once.
-	if out, err := exec.Command("xz", "-1", "-T0", "-k", base).CombinedOutput(); err != nil {
-		t.Fatalf("xz: %v\n%s", err, out)
-	}
+	baseXZ := compressXZ(t, base)
 	ubootDir := t.TempDir()
 	spl := bytes.Repeat([]byte("SPL!"), 8192) // 32 KiB, like sunxi-spl.bin
 	itb := bytes.Repeat([]byte("FIT."), 50000)
@@ -292,7 +295,7 @@ func TestBuildPine64WritesUBootIntoBareBase(t *testing.T) {
 	writeFile(t, filepath.Join(ubootDir, "u-boot-sunxi-with-spl.fit.itb"), string(itb))
 
 	out := filepath.Join(t.TempDir(), "out")
-	res := run(t, f, "--board", "pine64", "--nodes", "1", "--base-image", base+".xz", "--out", out, "--uboot-dir", ubootDir)
+	res := run(t, f, "--board", "pine64", "--nodes", "1", "--base-image", baseXZ, "--out", out, "--uboot-dir", ubootDir)
 	checkImages(t, f, res, base, "pine64", 1)
 	img := res.Images[0].Path
 	if !bytes.Equal(readAt(t, img, 8192, int64(len(spl))), spl) {

@@ -76,8 +76,11 @@ type Spec struct {
 	UBootDir  string `yaml:"uboot-dir"`
 	AdminUser string `yaml:"admin-user"`
 	// DataDisk is the file system label of the NAS disk, if there is one.
-	DataDisk string          `yaml:"data-disk"`
-	Services map[string]bool `yaml:"services"`
+	DataDisk string `yaml:"data-disk"`
+	// DataDiskNode is the number of the node the data disk is plugged
+	// into; 0 lets the raft leader pick (the last agent).
+	DataDiskNode int             `yaml:"data-disk-node"`
+	Services     map[string]bool `yaml:"services"`
 	// BackupRepo is the restic repository the nightly backup writes to:
 	// an absolute path on the data-disk node (a second disk), or a restic
 	// REST server (rest:https://host:8000/). Empty: /srv/backup there.
@@ -191,6 +194,7 @@ func newFlagSet(s *Spec, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&s.UBootDir, "uboot-dir", s.UBootDir, "`dir` with the board's u-boot files, for a base image without a boot loader (default: the board's u-boot package dir on this machine)")
 	fs.StringVar(&s.AdminUser, "admin-user", s.AdminUser, "admin account `name` made on every node")
 	fs.StringVar(&s.DataDisk, "data-disk", s.DataDisk, "file system `label` of the NAS data disk, if any")
+	fs.IntVar(&s.DataDiskNode, "data-disk-node", s.DataDiskNode, "`number` of the node the data disk is plugged into (default: the last agent, chosen at first boot)")
 	fs.Var((*servicesFlag)(&s.Services), "services", "switch services `name=on|off,...` (all on by default: "+strings.Join(KnownServices(), ", ")+")")
 	fs.StringVar(&s.BackupRepo, "backup-repo", s.BackupRepo, "restic `repository` for the nightly backup: an absolute path on the data-disk node or rest:https://HOST:PORT/PATH (default /srv/backup on that node)")
 	fs.StringVar(&s.LonghornBackupTarget, "longhorn-backup-target", s.LonghornBackupTarget, "Longhorn's backup `target`: nfs://HOST:/PATH (default none)")

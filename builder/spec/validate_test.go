@@ -125,6 +125,8 @@ func TestValidate(t *testing.T) {
 		{"admin root", func(s *Spec) { s.AdminUser = "root" }, `--admin-user: "root": a system account`},
 		{"admin bad name", func(s *Spec) { s.AdminUser = "Family Admin" }, "want a Linux user name"},
 		{"data-disk label", func(s *Spec) { s.DataDisk = "my nas disk" }, "--data-disk"},
+		{"data-disk-node beyond nodes", func(s *Spec) { s.DataDiskNode = s.Nodes + 1 }, "--data-disk-node: 5: want a node number from 1 to 4"},
+		{"data-disk-node negative", func(s *Spec) { s.DataDiskNode = -1 }, "--data-disk-node: -1"},
 		{"unknown service", func(s *Spec) { s.Services["plex"] = true }, `--services: unknown service "plex": known services are traefik`},
 		{"k3s binary missing", func(s *Spec) { s.K3sBinary = filepath.Join(f.dir, "k3s") }, "--k3s-binary: stat"},
 		{"k3s images missing", func(s *Spec) { s.K3sImages = filepath.Join(f.dir, "images.tar") }, "--k3s-images: stat"},

@@ -207,6 +207,13 @@ func finishImage(ctx context.Context, tmp, path string) (string, error) {
 	return sum, err
 }
 
+func (o Options) logger() *slog.Logger {
+	if o.Logger != nil {
+		return o.Logger
+	}
+	return slog.Default()
+}
+
 func progress(w io.Writer, format string, args ...any) {
 	if w != nil {
 		fmt.Fprintf(w, format+"\n", args...)

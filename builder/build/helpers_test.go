@@ -180,6 +180,16 @@ func armbianize(t *testing.T, img string) {
 	}
 }
 
+// compressXZ writes img.xz beside img, as a base is published, and
+// returns its path.
+func compressXZ(t testing.TB, img string) string {
+	t.Helper()
+	if out, err := exec.Command("xz", "-1", "-T0", "-k", img).CombinedOutput(); err != nil {
+		t.Fatalf("xz: %v\n%s", err, out)
+	}
+	return img + ".xz"
+}
+
 // Checks with e2fsprogs and util-linux.
 
 func target(img string) string { return fmt.Sprintf("%s?offset=%d", img, rootOff) }

@@ -115,10 +115,20 @@ func baseImage(ctx context.Context, s *spec.Spec, board *boards.Board, cache *fe
 	}
 	dir := filepath.Join(cache.Dir, "base")
 	raw := filepath.Join(dir, sum+".img")
-	if _, err := os.Stat(raw); err == nil {
+	err = checkCachedBase(ctx, raw)
+	switch {
+	case err == nil:
 		return raw, nil
+	case ctx.Err() != nil:
+		return "", ctx.Err()
+	case !errors.Is(err, errNoCachedBase):
+		opts.logger().Warn("the decompressed base image in the cache cannot be trusted, decompressing it again", "path", raw, "reason", err)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("base image cache: %w", err)
+	}
+	// A stale record must not vouch for the new image if we stop midway.
+	if err := os.Remove(baseRecordPath(raw)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return "", fmt.Errorf("base image cache: %w", err)
 	}
 	progress(opts.Progress, "decompressing %s into the cache", src)
@@ -130,8 +140,15 @@ func baseImage(ctx context.Context, s *spec.Spec, board *boards.Board, cache *fe
 		}
 		return "", usage("--base-image", err)
 	}
-	if err := os.Rename(tmp, raw); err != nil {
+	rawSum, err := hashImage(ctx, tmp)
+	if err == nil {
+		err = renameSync(tmp, raw)
+	}
+	if err != nil {
 		os.Remove(tmp)
+		return "", fmt.Errorf("base image cache: %w", err)
+	}
+	if err := recordBase(raw, rawSum); err != nil {
 		return "", fmt.Errorf("base image cache: %w", err)
 	}
 	return raw, nil

@@ -69,6 +69,7 @@ func TestBadInputsExitTwoAndWriteNothing(t *testing.T) {
 		{"real k3s for x86", []string{"--k3s-binary", bin, "--test-k3s", ""}, "--k3s-binary"},
 		{"offline without debs", []string{"--offline", "--debs", ""}, "--debs"},
 		{"offline without k3s", []string{"--offline", "--test-k3s", ""}, "--k3s-binary"},
+		{"offline without k3s images", []string{"--offline", "--test-k3s", "", "--k3s-binary", f.k3s}, "--k3s-images"},
 		{"bare base, no u-boot files", []string{"--board", "pine64", "--uboot-dir", t.TempDir()}, "--uboot-dir"},
 	}
 	for _, tt := range tests {
@@ -117,7 +118,7 @@ func TestDownloadChecksumMismatch(t *testing.T) {
 
 	out := filepath.Join(t.TempDir(), "out")
 	s := parseSpec(t, []string{"--board", "qemu-virt", "--nodes", "1", "--base-image", base, "--out", out,
-		"--ssh-key", f.keyFile, "--debs", f.debs})
+		"--ssh-key", f.keyFile, "--debs", f.debs, "--k3s-images", f.images})
 	opts := f.opts()
 	opts.K3s = &Download{Version: "test", URL: srv.URL + "/k3s-arm64", SHA256: hex.EncodeToString(good[:])}
 	opts.HTTPClient = srv.Client()

@@ -46,9 +46,11 @@ type Options struct {
 	HTTPClient *http.Client
 	// Now is the clock for certificates; nil means time.Now.
 	Now func() time.Time
-	// K3s replaces the pinned k3s download, and DebianMirror Debian's
-	// archive URL (tests point them at a local server).
+	// K3s replaces the pinned k3s download, K3sImages the pinned airgap
+	// images and DebianMirror Debian's archive URL (tests point them at
+	// a local server).
 	K3s          *Download
+	K3sImages    *Download
 	DebianMirror string
 }
 

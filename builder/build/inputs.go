@@ -6,7 +6,9 @@ import (
 	"debug/elf"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -28,9 +30,12 @@ type inputs struct {
 	firstboot []byte
 	k3s       string
 	k3sImages string // "" when none is baked
-	debs      []debFile
-	uboot     []ubootBlob // nil when the base has a boot loader or the board needs none
-	sshKeys   []byte
+	// k3sImagesName is its file name in the image: k3s picks the
+	// decompressor by extension, and the cache names files by digest.
+	k3sImagesName string
+	debs          []debFile
+	uboot         []ubootBlob // nil when the base has a boot loader or the board needs none
+	sshKeys       []byte
 }
 
 type debFile struct {
@@ -68,7 +73,7 @@ func prepare(ctx context.Context, s *spec.Spec, board *boards.Board, opts Option
 	if in.k3s, err = k3sBinary(ctx, s, cache, opts); err != nil {
 		return nil, err
 	}
-	if in.k3sImages, err = k3sImages(s); err != nil {
+	if in.k3sImages, in.k3sImagesName, err = k3sImages(ctx, s, cache, opts); err != nil {
 		return nil, err
 	}
 	if in.debs, err = debs(ctx, s, cache, opts, in.rootfs.installed); err != nil {
@@ -261,16 +266,44 @@ func checkARM64(name string, r interface {
 	return nil
 }
 
-func k3sImages(s *spec.Spec) (string, error) {
-	if s.K3sImages == "" {
-		return "", nil
+// k3sImages returns the airgap images archive to bake and its name in
+// the image: the user's --k3s-images, or the pinned download.
+func k3sImages(ctx context.Context, s *spec.Spec, cache *fetch.Cache, opts Options) (file, name string, err error) {
+	switch {
+	case s.K3sImages != "":
+		name = filepath.Base(s.K3sImages)
+		if err := checkK3sImagesName(name); err != nil {
+			return "", "", usage("--k3s-images", fmt.Errorf("%s: %w", s.K3sImages, err))
+		}
+		return s.K3sImages, name, nil
+	case s.TestK3s != "":
+		// A stand-in is not k3s and imports no images: 175 MB for nothing.
+		return "", "", nil
 	}
-	base := filepath.Base(s.K3sImages)
-	if !slices.ContainsFunc(k3sImageExts(), func(ext string) bool { return strings.HasSuffix(base, ext) }) {
-		return "", usage("--k3s-images", fmt.Errorf("%s: k3s imports images archives by extension, want one of %s (e.g. k3s-airgap-images-arm64.tar.zst)",
-			s.K3sImages, strings.Join(k3sImageExts(), " ")))
+	rel := k3sImagesRelease()
+	if opts.K3sImages != nil {
+		rel = *opts.K3sImages
 	}
-	return s.K3sImages, nil
+	u, err := url.Parse(rel.URL)
+	if err != nil {
+		return "", "", fmt.Errorf("k3s images URL %q: %w", rel.URL, err)
+	}
+	name = path.Base(u.Path)
+	if err := checkK3sImagesName(name); err != nil {
+		return "", "", fmt.Errorf("k3s images URL %s: %w", rel.URL, err)
+	}
+	file, err = getInput(ctx, cache, fetch.Input{
+		Name: "k3s " + rel.Version + " arm64 airgap images", URL: rel.URL, SHA256: rel.SHA256, Flag: "--k3s-images FILE",
+	}, "--k3s-images")
+	return file, name, err
+}
+
+func checkK3sImagesName(name string) error {
+	if !slices.ContainsFunc(k3sImageExts(), func(ext string) bool { return strings.HasSuffix(name, ext) }) {
+		return fmt.Errorf("k3s imports images archives by extension, want one of %s (e.g. k3s-airgap-images-arm64.tar.zst)",
+			strings.Join(k3sImageExts(), " "))
+	}
+	return nil
 }
 
 // debs returns keepalived and its dependencies: the user's --debs, or

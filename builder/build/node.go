@@ -147,7 +147,7 @@ func populate(fsys ext4fs.FS, in *inputs, s *spec.Spec, b *secrets.NodeBundle, s
 		return err
 	}
 	if in.k3sImages != "" {
-		if err := fsys.CopyFile(path.Join(k3sImagesDir, path.Base(in.k3sImages)), in.k3sImages, 0o644, 0, 0); err != nil {
+		if err := fsys.CopyFile(path.Join(k3sImagesDir, in.k3sImagesName), in.k3sImages, 0o644, 0, 0); err != nil {
 			return err
 		}
 	}

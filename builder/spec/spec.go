@@ -189,7 +189,7 @@ func newFlagSet(s *Spec, stderr io.Writer) *flag.FlagSet {
 	fs.Var(&listFlag{p: (*[]string)(&s.SSHKeys), replace: len(s.SSHKeys) > 0}, "ssh-key", "`file` of OpenSSH public keys for the admin user (repeatable)")
 	fs.BoolVar(&s.Offline, "offline", s.Offline, "use only the cache and local files, download nothing")
 	fs.StringVar(&s.K3sBinary, "k3s-binary", s.K3sBinary, "local k3s arm64 `file` instead of the pinned download")
-	fs.StringVar(&s.K3sImages, "k3s-images", s.K3sImages, "local k3s airgap images `file` instead of the pinned download")
+	fs.StringVar(&s.K3sImages, "k3s-images", s.K3sImages, "local k3s airgap images `file` instead of the pinned download (the pinned k3s release's k3s-airgap-images-arm64.tar.zst; none with --test-k3s)")
 	fs.StringVar(&s.Debs, "debs", s.Debs, "`dir` of arm64 .debs to bake instead of downloading them")
 	fs.StringVar(&s.UBootDir, "uboot-dir", s.UBootDir, "`dir` with the board's u-boot files, for a base image without a boot loader (default: the board's u-boot package dir on this machine)")
 	fs.StringVar(&s.AdminUser, "admin-user", s.AdminUser, "admin account `name` made on every node")

@@ -25,8 +25,21 @@ func BackupScript() []string {
 	}
 }
 
-// RestoreScript restores the latest snapshot of one tag (db or nas) into
-// RESTORE_DIR; files land under their original absolute paths there.
+// FilesBackupScript backs up Nextcloud's own volume (its users' files,
+// config.php, apps) from FILES_DIR. It runs from Nextcloud's namespace,
+// as a pod can mount only a claim of its own, before BackupScript, whose
+// forget prunes for both.
+func FilesBackupScript() []string {
+	return []string{
+		"set -eu",
+		`restic cat config >/dev/null 2>&1 || restic init`,
+		`restic backup --host "$BACKUP_HOST" --tag files --exclude-caches "$FILES_DIR"`,
+	}
+}
+
+// RestoreScript restores the latest snapshot of one tag (db, nas or
+// files) into RESTORE_DIR; files land under their original absolute paths
+// there, so RESTORE_DIR=/ puts them back where they were backed up from.
 func RestoreScript() []string {
 	return []string{
 		"set -eu",

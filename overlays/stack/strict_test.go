@@ -246,6 +246,7 @@ func TestRenderStrict(t *testing.T) {
 			checkStorage(t, in, docs)
 			checkHosts(t, docs)
 			checkHostDirs(t, docs)
+			checkSharedClaims(t, docs)
 			checkPorts(t, in, docs)
 			checkFirewall(t, docs)
 			checkSecrets(t, in, files, docs)
@@ -583,5 +584,38 @@ func TestBackupRepositoryMounted(t *testing.T) {
 				t.Errorf("no container mounts the repository at %s, where RESTIC_REPOSITORY points", c.wantHost)
 			}
 		})
+	}
+}
+
+// checkSharedClaims: a ReadWriteOnce volume attaches to one node, so the
+// pods of every workload mounting one claim must be held (not just
+// preferred) on one node, or one of them waits forever on a multi-attach.
+func checkSharedClaims(t *testing.T, docs []doc) {
+	t.Helper()
+	rwx := map[string]bool{}
+	for _, d := range docs {
+		if pvc, ok := d.obj.(*corev1.PersistentVolumeClaim); ok && slices.Contains(pvc.Spec.AccessModes, corev1.ReadWriteMany) {
+			rwx[d.ns+"/"+d.name] = true
+		}
+	}
+	users := map[string][]podTemplate{}
+	for _, p := range podTemplates(docs) {
+		for _, v := range p.spec.Volumes {
+			if v.PersistentVolumeClaim != nil && !rwx[p.doc.ns+"/"+v.PersistentVolumeClaim.ClaimName] {
+				key := p.doc.ns + "/" + v.PersistentVolumeClaim.ClaimName
+				users[key] = append(users[key], p)
+			}
+		}
+	}
+	for claim, ps := range users {
+		if len(ps) < 2 {
+			continue
+		}
+		want := ps[0].spec.NodeSelector["kubernetes.io/hostname"]
+		for _, p := range ps {
+			if got := p.spec.NodeSelector["kubernetes.io/hostname"]; got == "" || got != want {
+				t.Errorf("claim %s is mounted by %d workloads; %s %s is not held on the node the others are (%q vs %q)", claim, len(ps), p.doc.kind, p.doc.name, got, want)
+			}
+		}
 	}
 }

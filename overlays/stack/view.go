@@ -195,12 +195,15 @@ func funcs(in Input, imgs Images) template.FuncMap {
 			}
 			return strings.Join(append(d, "localhost"), " ")
 		},
-		"registry":     func(repo string) string { r, _, _ := strings.Cut(repo, "/"); return r },
-		"repository":   func(repo string) string { _, r, _ := strings.Cut(repo, "/"); return r },
-		"join":         strings.Join,
-		"script":       func(lines []string, n int) string { return indentLines(strings.Join(lines, "\n"), n) },
-		"backupScript": BackupScript,
-		"dumpScript":   DumpScript,
+		"registry":          func(repo string) string { r, _, _ := strings.Cut(repo, "/"); return r },
+		"repository":        func(repo string) string { _, r, _ := strings.Cut(repo, "/"); return r },
+		"join":              strings.Join,
+		"list":              func(s ...string) []string { return s },
+		"script":            func(lines []string, n int) string { return indentLines(strings.Join(lines, "\n"), n) },
+		"backupScript":      BackupScript,
+		"filesBackupScript": FilesBackupScript,
+		"restoreScript":     RestoreScript,
+		"dumpScript":        DumpScript,
 	}
 }
 

@@ -321,6 +321,11 @@ func debs(ctx context.Context, s *spec.Spec, cache *fetch.Cache, opts Options, i
 		for _, d := range local {
 			out = append(out, debFile{path: d.Path, name: filepath.Base(d.Path)})
 		}
+		for _, p := range nodePackages(s) {
+			if !slices.ContainsFunc(local, func(d debarchive.LocalDeb) bool { return d.Name == p }) && !installed[p] {
+				progress(opts.Progress, "WARNING: --debs %s has no %s package and the base image lacks it: %s", s.Debs, p, packageReasons[p])
+			}
+		}
 		return out, nil
 	}
 	// With --offline the archive answers from the cache (signed Release,
@@ -335,9 +340,7 @@ func debs(ctx context.Context, s *spec.Spec, cache *fetch.Cache, opts Options, i
 	}
 	a := &debarchive.Archive{BaseURL: mirror, Suite: "bookworm", Component: "main", Arch: "arm64",
 		Keyring: keyring, Cache: cache, Logger: opts.Logger, Installed: installed}
-	// nftables and unattended-upgrades: the firewall and security updates
-	// (overlays/rootfs), for bases that lack them; sudo for the admin.
-	pkgs, err := a.Resolve(ctx, []string{"keepalived", "nftables", "unattended-upgrades", "sudo"})
+	pkgs, err := a.Resolve(ctx, nodePackages(s))
 	if err != nil {
 		return nil, debErr(err)
 	}
@@ -350,6 +353,29 @@ func debs(ctx context.Context, s *spec.Spec, cache *fetch.Cache, opts Options, i
 		out[i] = debFile{path: paths[i], name: p.DebName()}
 	}
 	return out, nil
+}
+
+// packageReasons say why the nodes install each package.
+var packageReasons = map[string]string{
+	"keepalived":          "the VIP",
+	"nftables":            "the firewall (overlays/rootfs/etc/nftables.conf)",
+	"unattended-upgrades": "security updates",
+	"sudo":                "the admin's root access (root has no password)",
+	"open-iscsi":          "Longhorn attaches every volume over iSCSI: without iscsid no volume attaches",
+	"nfs-common":          "Longhorn's nfs:// backup target",
+}
+
+// nodePackages are the Debian packages the nodes install at first boot
+// (the base's own are not downloaded again).
+func nodePackages(s *spec.Spec) []string {
+	pkgs := []string{"keepalived", "nftables", "unattended-upgrades", "sudo"}
+	if s.Services["longhorn"] {
+		pkgs = append(pkgs, "open-iscsi")
+		if strings.HasPrefix(s.LonghornBackupTarget, "nfs://") {
+			pkgs = append(pkgs, "nfs-common")
+		}
+	}
+	return pkgs
 }
 
 func debErr(err error) error {

@@ -299,6 +299,9 @@ func checkImages(t *testing.T, imgs Images, docs []doc) {
 		if hc.Spec.FailurePolicy != "" && hc.Spec.FailurePolicy != "abort" && hc.Spec.FailurePolicy != "reinstall" {
 			t.Errorf("HelmChart %s: failurePolicy %q not in the CRD's enum", d.name, hc.Spec.FailurePolicy)
 		}
+		if hc.Spec.Driver != "" && hc.Spec.Driver != "secret" && hc.Spec.Driver != "configmap" {
+			t.Errorf("HelmChart %s: driver %q not in the CRD's enum", d.name, hc.Spec.Driver)
+		}
 		var values map[string]any
 		if err := yaml.UnmarshalStrict([]byte(hc.Spec.ValuesContent), &values); err != nil {
 			t.Errorf("HelmChart %s: valuesContent: %v", d.name, err)

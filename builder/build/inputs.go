@@ -281,6 +281,11 @@ func k3sImages(ctx context.Context, s *spec.Spec, cache *fetch.Cache, opts Optio
 		return "", "", nil
 	}
 	rel := k3sImagesRelease()
+	if s.K3sBinary != "" {
+		// k3s imports what it finds and pulls what it lacks: images of
+		// another release cost a download, they break nothing.
+		progress(opts.Progress, "WARNING: --k3s-binary without --k3s-images: baking the airgap images of k3s %s; give --k3s-images FILE if your k3s is another release", rel.Version)
+	}
 	if opts.K3sImages != nil {
 		rel = *opts.K3sImages
 	}

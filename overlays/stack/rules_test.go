@@ -26,15 +26,7 @@ func TestAlertRules(t *testing.T) {
 		{"without longhorn", []string{"longhorn"}, []string{"NodeDown", "DiskFilling"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			in := testInput(4, true)
-			in.Settings.Services = map[string]bool{}
-			for _, s := range c.off {
-				in.Settings.Services[s] = false
-			}
-			files, err := Render(in)
-			if err != nil {
-				t.Fatal(err)
-			}
+			_, files := renderWithOff(t, 4, true, c.off)
 			var rules string
 			for _, d := range decodeAll(t, files) {
 				if cm, ok := d.obj.(*corev1.ConfigMap); ok && d.ns == "monitoring" && cm.Data["alerts.yml"] != "" {

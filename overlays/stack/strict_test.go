@@ -200,6 +200,22 @@ func testInput(nodes int, domain bool) Input {
 	return in
 }
 
+// renderWithOff renders the stack of testInput(nodes, domain) with the
+// services in off switched off.
+func renderWithOff(t *testing.T, nodes int, domain bool, off []string) (Input, []File) {
+	t.Helper()
+	in := testInput(nodes, domain)
+	in.Settings.Services = map[string]bool{}
+	for _, s := range off {
+		in.Settings.Services[s] = false
+	}
+	files, err := Render(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in, files
+}
+
 func TestRenderStrict(t *testing.T) {
 	cases := []struct {
 		name   string
@@ -222,15 +238,7 @@ func TestRenderStrict(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			in := testInput(c.nodes, c.domain)
-			in.Settings.Services = map[string]bool{}
-			for _, s := range c.off {
-				in.Settings.Services[s] = false
-			}
-			files, err := Render(in)
-			if err != nil {
-				t.Fatal(err)
-			}
+			in, files := renderWithOff(t, c.nodes, c.domain, c.off)
 			for _, f := range files {
 				if slices.Contains(c.off, f.Service) {
 					t.Errorf("%s written although %s is off", f.Name, f.Service)

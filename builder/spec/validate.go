@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/mail"
 	"os"
 	"regexp"
@@ -170,7 +171,7 @@ func (s *Spec) validateBaseImage(b *boards.Board) error {
 	}
 	f, err := os.Open(s.BaseImage)
 	if err != nil {
-		return usagef("--base-image", "%v", err)
+		return fileErr("--base-image", err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
@@ -217,12 +218,23 @@ func optionalDir(field, path, what string) error {
 	}
 	fi, err := os.Stat(path)
 	if err != nil {
-		return usagef(field, "%v", err)
+		return fileErr(field, err)
 	}
 	if !fi.IsDir() {
 		return usagef(field, "%s: not a directory: give the directory holding %s", path, what)
 	}
 	return nil
+}
+
+// fileErr says what to do about an input file that cannot be opened.
+func fileErr(field string, err error) error {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return usagef(field, "%v: check the path (a relative one starts from the current directory)", err)
+	case errors.Is(err, fs.ErrPermission):
+		return usagef(field, "%v: the builder cannot read it: run it as a user who can, or fix the file's permissions", err)
+	}
+	return usagef(field, "%v", err)
 }
 
 func optionalFile(field, path string) error {
@@ -231,7 +243,7 @@ func optionalFile(field, path string) error {
 	}
 	fi, err := os.Stat(path)
 	if err != nil {
-		return usagef(field, "%v", err)
+		return fileErr(field, err)
 	}
 	if !fi.Mode().IsRegular() {
 		return usagef(field, "%s: not a regular file", path)

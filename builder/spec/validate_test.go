@@ -128,7 +128,7 @@ func TestValidate(t *testing.T) {
 		{"data-disk-node beyond nodes", func(s *Spec) { s.DataDiskNode = s.Nodes + 1 }, "--data-disk-node: 5: want a node number from 1 to 4"},
 		{"data-disk-node negative", func(s *Spec) { s.DataDiskNode = -1 }, "--data-disk-node: -1"},
 		{"unknown service", func(s *Spec) { s.Services["plex"] = true }, `--services: unknown service "plex": known services are traefik`},
-		{"k3s binary missing", func(s *Spec) { s.K3sBinary = filepath.Join(f.dir, "k3s") }, "--k3s-binary: stat"},
+		{"k3s binary missing", func(s *Spec) { s.K3sBinary = filepath.Join(f.dir, "k3s") }, "no such file or directory: check the path"},
 		{"k3s images missing", func(s *Spec) { s.K3sImages = filepath.Join(f.dir, "images.tar") }, "--k3s-images: stat"},
 		{"test-k3s with k3s-binary", func(s *Spec) { s.TestK3s, s.K3sBinary = f.key, f.key2 }, "--test-k3s: cannot be combined with --k3s-binary"},
 		{"debs not a dir", func(s *Spec) { s.Debs = f.key }, "--debs: " + f.key + ": not a directory"},

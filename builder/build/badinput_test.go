@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -143,5 +144,43 @@ func TestDownloadChecksumMismatch(t *testing.T) {
 	}
 	if got := cat(t, res.Images[0].Path, k3sBinaryPath); got != string(served) {
 		t.Errorf("k3s in the image is %q", got)
+	}
+}
+
+// Building into an --out that holds another cluster's secrets is a usage
+// error (exit 2) that changes nothing there: mixing two clusters' keys
+// would make images whose nodes refuse each other.
+func TestOtherClusterInOutExitsTwo(t *testing.T) {
+	f := newFixture(t)
+	bin := buildCommand(t)
+	base := testimage.Make(t, testimage.Options{})
+	out := filepath.Join(t.TempDir(), "out")
+	build := func(name string) (int, string) {
+		args := append([]string{"build", "--board", "qemu-virt", "--nodes", "1", "--base-image", base, "--out", out, "--name", name}, f.args()...)
+		cmd := exec.Command(bin, args...)
+		cmd.Env = append(os.Environ(), "XDG_CACHE_HOME="+filepath.Join(f.dir, "xdg"))
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if err != nil && !errors.As(err, &ee) {
+			t.Fatal(err)
+		}
+		return cmd.ProcessState.ExitCode(), stderr.String()
+	}
+	if code, stderr := build("home"); code != 0 {
+		t.Fatalf("first build: exit %d\n%s", code, stderr)
+	}
+	before := dirState(t, out)
+	sums, _ := os.ReadFile(filepath.Join(out, SumsFile))
+	code, stderr := build("work")
+	if code != 2 || !strings.Contains(stderr, "--name:") || !strings.Contains(stderr, `"home"`) {
+		t.Errorf("build of another cluster into the same --out: exit %d, want 2 naming --name and the cluster there\n%s", code, stderr)
+	}
+	if after := dirState(t, out); !slices.Equal(before, after) {
+		t.Errorf("--out changed: %q, then %q", before, after)
+	}
+	if now, _ := os.ReadFile(filepath.Join(out, SumsFile)); !bytes.Equal(now, sums) {
+		t.Error("SHA256SUMS changed")
 	}
 }

@@ -96,6 +96,12 @@ func Run(ctx context.Context, s *spec.Spec, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if name, ok, err := secrets.ExistingCluster(s.Out); err != nil {
+		return nil, err
+	} else if ok && name != s.Name {
+		return nil, &spec.UsageError{Field: "--name", Err: fmt.Errorf("%s holds the cluster %q, not %q: give --name %s to add nodes to it, or another --out for a new cluster",
+			s.Out, name, s.Name, name)}
+	}
 
 	// From here on --out is written.
 	now := time.Now

@@ -132,6 +132,24 @@ func checkNodes(nodes []NodeSpec) error {
 	return nil
 }
 
+// ExistingCluster returns the name of the cluster whose secrets are in
+// <outDir>/cluster, if there are any, so a build can refuse to mix two
+// clusters before it writes anything.
+func ExistingCluster(outDir string) (name string, ok bool, err error) {
+	b, err := os.ReadFile(filepath.Join(outDir, DirName, infoFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("read cluster info: %w", err)
+	}
+	var in info
+	if err := json.Unmarshal(b, &in); err != nil {
+		return "", false, fmt.Errorf("cluster info %s: %w", filepath.Join(outDir, DirName, infoFile), err)
+	}
+	return in.Name, true, nil
+}
+
 // load reads a cluster directory made by create and checks it belongs to
 // the named cluster.
 func load(dir, clusterName string) (*Secrets, error) {

@@ -1,6 +1,8 @@
 package debarchive
 
 import (
+	"github.com/homecloud/homecloud/builder/debarchive/debtest"
+
 	"bytes"
 	"context"
 	"errors"
@@ -40,10 +42,10 @@ func TestResolveAndDownload(t *testing.T) {
 	for _, compression := range [][]string{{".xz"}, {".gz"}, {".gz", ".xz"}} {
 		t.Run(strings.Join(compression, ","), func(t *testing.T) {
 			fa := newFakeArchive(t)
-			fa.compression = compression
-			fa.build(t)
-			s := serveArchive(t, fa)
-			a := newTestArchive(t, s, openpgp.EntityList{fa.signer}, "")
+			fa.Compression = compression
+			fa.Build(t)
+			s := debtest.Serve(t, fa)
+			a := newTestArchive(t, s, openpgp.EntityList{fa.Signer}, "")
 			ctx := context.Background()
 
 			pkgs, err := a.Resolve(ctx, []string{"keepalived"})
@@ -58,9 +60,9 @@ func TestResolveAndDownload(t *testing.T) {
 			if slices.Contains(compression, ".gz") {
 				wantIndex = ".gz"
 			}
-			idx := fa.files["/dists/bookworm/main/binary-arm64/Packages"+wantIndex]
-			if !s.asked("/by-hash/SHA256/" + sha(idx)) {
-				t.Errorf("Packages%s was not fetched by hash; requests: %q", wantIndex, s.requests())
+			idx := fa.Files["/dists/bookworm/main/binary-arm64/Packages"+wantIndex]
+			if !s.Asked("/by-hash/SHA256/" + debtest.SHA256(idx)) {
+				t.Errorf("Packages%s was not fetched by hash; requests: %q", wantIndex, s.Requests())
 			}
 
 			paths, err := a.Download(ctx, pkgs)
@@ -75,7 +77,7 @@ func TestResolveAndDownload(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if want := fa.files["/"+p.Filename]; !bytes.Equal(got, want) {
+				if want := fa.Files["/"+p.Filename]; !bytes.Equal(got, want) {
 					t.Errorf("%s: file %s holds %q, want %q", p.Name, paths[i], got, want)
 				}
 				if p.Size != int64(len(got)) {
@@ -92,30 +94,30 @@ func TestResolveAndDownload(t *testing.T) {
 func TestResolveRefusesBadRelease(t *testing.T) {
 	tests := []struct {
 		name    string
-		change  func(t *testing.T, fa *fakeArchive)
+		change  func(t *testing.T, fa *debtest.Archive)
 		suite   string
 		wantErr string
 	}{
-		{"signed by another key", func(t *testing.T, fa *fakeArchive) {
-			fa.signer = newTestKey(t, "Mallory")
+		{"signed by another key", func(t *testing.T, fa *debtest.Archive) {
+			fa.Signer = debtest.NewKey(t, "Mallory")
 		}, "bookworm", "signature does not verify"},
-		{"not signed", func(t *testing.T, fa *fakeArchive) { fa.unsigned = true }, "bookworm", "not an OpenPGP clearsigned"},
+		{"not signed", func(t *testing.T, fa *debtest.Archive) { fa.Unsigned = true }, "bookworm", "not an OpenPGP clearsigned"},
 		{"another suite", nil, "trixie", `not "trixie"`},
-		{"expired", func(t *testing.T, fa *fakeArchive) {
-			fa.validUntil = "Sat, 19 Oct 2024 09:08:34 UTC"
+		{"expired", func(t *testing.T, fa *debtest.Archive) {
+			fa.ValidUntil = "Sat, 19 Oct 2024 09:08:34 UTC"
 		}, "bookworm", "expired"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			fa := newFakeArchive(t)
-			trusted := fa.signer
+			trusted := fa.Signer
 			if tt.change != nil {
 				tt.change(t, fa)
 			}
-			fa.build(t)
+			fa.Build(t)
 			// A trixie request must still find the file: serve it there too.
-			fa.files["/dists/trixie/InRelease"] = fa.files["/dists/bookworm/InRelease"]
-			s := serveArchive(t, fa)
+			fa.Files["/dists/trixie/InRelease"] = fa.Files["/dists/bookworm/InRelease"]
+			s := debtest.Serve(t, fa)
 			a := newTestArchive(t, s, openpgp.EntityList{trusted}, "")
 			a.Suite = tt.suite
 
@@ -123,8 +125,8 @@ func TestResolveRefusesBadRelease(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("err = %v, want one containing %q", err, tt.wantErr)
 			}
-			if slices.ContainsFunc(s.requests(), func(p string) bool { return strings.Contains(p, "binary-arm64") }) {
-				t.Errorf("fetched the index of an untrusted Release: %q", s.requests())
+			if slices.ContainsFunc(s.Requests(), func(p string) bool { return strings.Contains(p, "binary-arm64") }) {
+				t.Errorf("fetched the index of an untrusted Release: %q", s.Requests())
 			}
 		})
 	}
@@ -132,14 +134,14 @@ func TestResolveRefusesBadRelease(t *testing.T) {
 
 func TestResolveRefusesTamperedIndex(t *testing.T) {
 	fa := newFakeArchive(t)
-	fa.build(t)
-	for p, b := range fa.files {
+	fa.Build(t)
+	for p, b := range fa.Files {
 		if strings.Contains(p, "binary-arm64/") {
-			fa.files[p] = append(bytes.Clone(b), 0) // a byte appended
+			fa.Files[p] = append(bytes.Clone(b), 0) // a byte appended
 		}
 	}
-	s := serveArchive(t, fa)
-	a := newTestArchive(t, s, openpgp.EntityList{fa.signer}, "")
+	s := debtest.Serve(t, fa)
+	a := newTestArchive(t, s, openpgp.EntityList{fa.Signer}, "")
 	_, err := a.Resolve(context.Background(), []string{"keepalived"})
 	if !errors.Is(err, fetch.ErrDigestMismatch) || !strings.Contains(err.Error(), "Packages index") {
 		t.Fatalf("err = %v, want a Packages index digest mismatch", err)
@@ -148,15 +150,15 @@ func TestResolveRefusesTamperedIndex(t *testing.T) {
 
 func TestDownloadRefusesTamperedDeb(t *testing.T) {
 	fa := newFakeArchive(t)
-	fa.build(t)
-	s := serveArchive(t, fa)
-	a := newTestArchive(t, s, openpgp.EntityList{fa.signer}, "")
+	fa.Build(t)
+	s := debtest.Serve(t, fa)
+	a := newTestArchive(t, s, openpgp.EntityList{fa.Signer}, "")
 	ctx := context.Background()
 	pkgs, err := a.Resolve(ctx, []string{"keepalived"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	fa.files["/"+pkgs[2].Filename] = []byte("trojan")
+	fa.Files["/"+pkgs[2].Filename] = []byte("trojan")
 	_, err = a.Download(ctx, pkgs)
 	if !errors.Is(err, fetch.ErrDigestMismatch) || !strings.Contains(err.Error(), "keepalived") {
 		t.Fatalf("err = %v, want a digest mismatch naming keepalived", err)
@@ -166,20 +168,20 @@ func TestDownloadRefusesTamperedDeb(t *testing.T) {
 func TestResolveErrors(t *testing.T) {
 	tests := []struct {
 		name    string
-		pkgs    []fakePkg
+		pkgs    []debtest.Pkg
 		ask     []string
 		wantErr string
 	}{
 		{"unknown package", keepalivedPkgs(), []string{"keepalived", "nosuch"}, `package "nosuch" is not in`},
-		{"unsatisfiable dependency", []fakePkg{{name: "a", version: "1", arch: "arm64", depends: "gone | alsogone"}}, []string{"a"}, "a depends on gone | alsogone"},
+		{"unsatisfiable dependency", []debtest.Pkg{{Name: "a", Version: "1", Arch: "arm64", Depends: "gone | alsogone"}}, []string{"a"}, "a depends on gone | alsogone"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			fa := newFakeArchive(t)
-			fa.pkgs = tt.pkgs
-			fa.build(t)
-			s := serveArchive(t, fa)
-			a := newTestArchive(t, s, openpgp.EntityList{fa.signer}, "")
+			fa.Pkgs = tt.pkgs
+			fa.Build(t)
+			s := debtest.Serve(t, fa)
+			a := newTestArchive(t, s, openpgp.EntityList{fa.Signer}, "")
 			_, err := a.Resolve(context.Background(), tt.ask)
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("err = %v, want one containing %q", err, tt.wantErr)
@@ -192,9 +194,9 @@ func TestResolveErrors(t *testing.T) {
 // twice, or a virtual one, gives it once.
 func TestResolveExplicitNames(t *testing.T) {
 	fa := newFakeArchive(t)
-	fa.build(t)
-	s := serveArchive(t, fa)
-	a := newTestArchive(t, s, openpgp.EntityList{fa.signer}, "")
+	fa.Build(t)
+	s := debtest.Serve(t, fa)
+	a := newTestArchive(t, s, openpgp.EntityList{fa.Signer}, "")
 	pkgs, err := a.Resolve(context.Background(), []string{"libc6", "mail-transport-agent", "fake-mta"})
 	if err != nil {
 		t.Fatal(err)
@@ -207,9 +209,9 @@ func TestResolveExplicitNames(t *testing.T) {
 
 func TestOffline(t *testing.T) {
 	fa := newFakeArchive(t)
-	fa.build(t)
-	s := serveArchive(t, fa)
-	keyring := openpgp.EntityList{fa.signer}
+	fa.Build(t)
+	s := debtest.Serve(t, fa)
+	keyring := openpgp.EntityList{fa.Signer}
 	ctx := context.Background()
 
 	// Nothing cached yet: offline says how to get the .debs.
@@ -228,7 +230,7 @@ func TestOffline(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	before := len(s.requests())
+	before := len(s.Requests())
 	warm := newTestArchive(t, s, keyring, online.Cache.Dir)
 	warm.Cache.Offline = true
 	again, err := warm.Resolve(ctx, []string{"keepalived"})
@@ -241,12 +243,12 @@ func TestOffline(t *testing.T) {
 	if _, err := warm.Download(ctx, again); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(s.requests()) - before; n != 0 {
+	if n := len(s.Requests()) - before; n != 0 {
 		t.Errorf("offline Resolve+Download made %d requests", n)
 	}
 
 	// The saved InRelease is re-verified: another keyring refuses it.
-	other := newTestArchive(t, s, openpgp.EntityList{newTestKey(t, "Other")}, online.Cache.Dir)
+	other := newTestArchive(t, s, openpgp.EntityList{debtest.NewKey(t, "Other")}, online.Cache.Dir)
 	other.Cache.Offline = true
 	if _, err := other.Resolve(ctx, []string{"keepalived"}); err == nil || !strings.Contains(err.Error(), "signature") {
 		t.Errorf("offline with another keyring: err = %v", err)
@@ -273,7 +275,7 @@ func TestCheckReleaseValidUntil(t *testing.T) {
 		}
 	}
 	if err := a.checkRelease(&release{Codename: "bookworm", Architectures: "amd64 i386"}, now); err == nil || !strings.Contains(err.Error(), "no architecture arm64") {
-		t.Errorf("missing arch: err = %v", err)
+		t.Errorf("missing Arch: err = %v", err)
 	}
 }
 

@@ -1,6 +1,8 @@
 package debarchive
 
 import (
+	"github.com/homecloud/homecloud/builder/debarchive/debtest"
+
 	"bytes"
 	"os"
 	"path/filepath"
@@ -30,7 +32,7 @@ func TestBookwormKeyring(t *testing.T) {
 }
 
 func TestLoadKeyring(t *testing.T) {
-	key := newTestKey(t, "Test Archive Key")
+	key := debtest.NewKey(t, "Test Archive Key")
 	var bin bytes.Buffer
 	if err := key.Serialize(&bin); err != nil {
 		t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ProtonMail/go-crypto/openpgp"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/homecloud/homecloud/boards"
@@ -52,6 +53,9 @@ type Options struct {
 	K3s          *Download
 	K3sImages    *Download
 	DebianMirror string
+	// DebianKeyring is the archive keys the mirror's Release must be
+	// signed by; nil means Debian bookworm's own (tests sign their own).
+	DebianKeyring openpgp.EntityList
 }
 
 // Result describes what a build wrote.

@@ -335,9 +335,12 @@ func debs(ctx context.Context, s *spec.Spec, cache *fetch.Cache, opts Options, i
 	}
 	// With --offline the archive answers from the cache (signed Release,
 	// Packages, .debs of an earlier run) or says what is missing.
-	keyring, err := debarchive.BookwormKeyring()
-	if err != nil {
-		return nil, err
+	keyring := opts.DebianKeyring
+	if keyring == nil {
+		var err error
+		if keyring, err = debarchive.BookwormKeyring(); err != nil {
+			return nil, err
+		}
 	}
 	mirror := opts.DebianMirror
 	if mirror == "" {

@@ -1,0 +1,117 @@
+package stack
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	networkingv1 "k8s.io/api/networking/v1"
+	"sigs.k8s.io/yaml"
+)
+
+// chartValues returns the valuesContent of the HelmChart named chart.
+func chartValues(t *testing.T, docs []doc, chart string) map[string]any {
+	t.Helper()
+	for _, d := range docs {
+		if hc, ok := d.obj.(*helmChart); ok && hc.Spec.Chart == chart {
+			var v map[string]any
+			if err := yaml.Unmarshal([]byte(hc.Spec.ValuesContent), &v); err != nil {
+				t.Fatalf("%s values: %v", chart, err)
+			}
+			return v
+		}
+	}
+	t.Fatalf("no HelmChart %s", chart)
+	return nil
+}
+
+// dig follows keys through nested maps; nil when any is missing.
+func dig(v any, keys ...string) any {
+	for _, k := range keys {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		v = m[k]
+	}
+	return v
+}
+
+// TestIngressFollowsTheSpec: with a domain, Let's Encrypt with the
+// spec's e-mail, HTTP redirected to HTTPS, and every service on its own
+// name under the domain; without one, plain HTTP on the LAN and no ACME.
+func TestIngressFollowsTheSpec(t *testing.T) {
+	for _, domain := range []bool{true, false} {
+		t.Run(fmt.Sprintf("domain=%v", domain), func(t *testing.T) {
+			in, files := renderWithOff(t, 4, domain, nil)
+			docs := decodeAll(t, files)
+			v := chartValues(t, docs, "traefik")
+			email := dig(v, "certResolvers", "letsencrypt", "email")
+			redirect := dig(v, "ports", "web", "redirectTo", "port")
+			if domain {
+				if email != in.Settings.ACMEEmail || dig(v, "ports", "websecure", "tls", "certResolver") != "letsencrypt" {
+					t.Errorf("ACME e-mail %v, websecure resolver %v; want %s and letsencrypt", email, dig(v, "ports", "websecure", "tls", "certResolver"), in.Settings.ACMEEmail)
+				}
+				if redirect != "websecure" {
+					t.Errorf("web redirects to %v, want websecure", redirect)
+				}
+			} else if email != nil || redirect != nil {
+				t.Errorf("no domain, yet ACME e-mail %v and redirect %v", email, redirect)
+			}
+			n := 0
+			for _, d := range docs {
+				ing, ok := d.obj.(*networkingv1.Ingress)
+				if !ok {
+					continue
+				}
+				n++
+				for _, r := range ing.Spec.Rules {
+					switch {
+					case domain && !strings.HasSuffix(r.Host, "."+in.Settings.Domain):
+						t.Errorf("Ingress %s/%s: host %q not under %s", d.ns, d.name, r.Host, in.Settings.Domain)
+					case !domain && r.Host != "":
+						t.Errorf("Ingress %s/%s: host %q without a domain", d.ns, d.name, r.Host)
+					}
+				}
+				// Traefik's Ingress provider takes TLS from annotations.
+				a := ing.Annotations
+				tls := a["traefik.ingress.kubernetes.io/router.tls"] == "true" && a["traefik.ingress.kubernetes.io/router.entrypoints"] == "websecure" &&
+					a["traefik.ingress.kubernetes.io/router.tls.certresolver"] == "letsencrypt"
+				if domain != tls {
+					t.Errorf("Ingress %s/%s: annotations %v; want HTTPS with Let's Encrypt only with a domain", d.ns, d.name, a)
+				}
+			}
+			if n == 0 {
+				t.Error("no Ingress rendered")
+			}
+		})
+	}
+}
+
+// TestLonghornFollowsTheSpec: one replica per node up to three, and the
+// backup target of the spec.
+func TestLonghornFollowsTheSpec(t *testing.T) {
+	for _, c := range []struct {
+		nodes, replicas int
+		target          string
+	}{{1, 1, ""}, {3, 3, "nfs://nas.lan:/longhorn"}, {4, 3, ""}} {
+		t.Run(fmt.Sprintf("%d nodes", c.nodes), func(t *testing.T) {
+			in := testInput(c.nodes, false)
+			in.Settings.LonghornBackupTarget = c.target
+			files, err := Render(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			v := chartValues(t, decodeAll(t, files), "longhorn")
+			for _, k := range [][]string{{"persistence", "defaultClassReplicaCount"}, {"defaultSettings", "defaultReplicaCount"}} {
+				if got := dig(v, k...); got != float64(c.replicas) {
+					t.Errorf("%s = %v, want %d", strings.Join(k, "."), got, c.replicas)
+				}
+			}
+			got, _ := dig(v, "defaultSettings", "backupTarget").(string)
+			if got != c.target {
+				t.Errorf("backupTarget %q, want %q", got, c.target)
+			}
+		})
+	}
+}

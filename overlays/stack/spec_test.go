@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"sigs.k8s.io/yaml"
 )
@@ -113,5 +115,56 @@ func TestLonghornFollowsTheSpec(t *testing.T) {
 				t.Errorf("backupTarget %q, want %q", got, c.target)
 			}
 		})
+	}
+}
+
+// TestDnasFollowsTheSpec: Samba speaks SMB3 only, to the generated user
+// alone; NFS exports to the spec's LAN only; the data disk is mounted by
+// the spec's label.
+func TestDnasFollowsTheSpec(t *testing.T) {
+	in, files := renderWithOff(t, 4, false, nil)
+	docs := decodeAll(t, files)
+	var smbConf, smbPassword, exports, mount string
+	for _, d := range docs {
+		switch o := d.obj.(type) {
+		case *corev1.ConfigMap:
+			if d.ns == "dnas" && d.name == "samba-config" {
+				smbConf = o.Data["config.yml"]
+			}
+		case *corev1.Secret:
+			if d.ns == "dnas" && d.name == "dnas-credentials" {
+				smbPassword = o.StringData["samba-password"]
+			}
+		case *appsv1.Deployment:
+			if d.ns != "dnas" {
+				continue
+			}
+			for _, c := range o.Spec.Template.Spec.Containers {
+				for _, e := range c.Env {
+					if e.Name == "CUSTOM_EXPORTS_CONFIG" {
+						exports = e.Value
+					}
+				}
+			}
+			for _, c := range o.Spec.Template.Spec.InitContainers {
+				if c.Name == "mount-data-disk" {
+					mount = strings.Join(c.Args, " ")
+				}
+			}
+		}
+	}
+	if smbPassword == "" || smbPassword != in.Secrets["samba-password"] {
+		t.Errorf("dnas-credentials' samba-password %q is not the cluster's generated one", smbPassword)
+	}
+	for _, want := range []string{"server min protocol = SMB3", "map to guest = never", "restrict anonymous = 2", "password_file:"} {
+		if !strings.Contains(smbConf, want) {
+			t.Errorf("samba config lacks %q:\n%s", want, smbConf)
+		}
+	}
+	if !strings.Contains(exports, " "+in.Settings.LAN+"(") || strings.Count(exports, "(") != 1 || strings.Contains(exports, "*") {
+		t.Errorf("NFS exports %q, want the share to %s only", exports, in.Settings.LAN)
+	}
+	if !strings.Contains(mount, "/dev/disk/by-label/"+in.Settings.DataDisk+" ") {
+		t.Errorf("the data disk is not mounted by its label %s: %q", in.Settings.DataDisk, mount)
 	}
 }

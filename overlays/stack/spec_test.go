@@ -1,13 +1,17 @@
 package stack
 
 import (
+	"cmp"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"sigs.k8s.io/yaml"
 )
 
@@ -166,5 +170,70 @@ func TestDnasFollowsTheSpec(t *testing.T) {
 	}
 	if !strings.Contains(mount, "/dev/disk/by-label/"+in.Settings.DataDisk+" ") {
 		t.Errorf("the data disk is not mounted by its label %s: %q", in.Settings.DataDisk, mount)
+	}
+}
+
+// TestNoAnonymousAdmin: Portainer's admin password is the generated one,
+// read from a Secret; the dashboard makes everyone log in with a token
+// and its own account is no cluster-admin; Grafana has no anonymous
+// access and a generated admin password.
+func TestNoAnonymousAdmin(t *testing.T) {
+	in, files := renderWithOff(t, 4, true, nil)
+	docs := decodeAll(t, files)
+	args := map[string][]string{}                // ns/deployment → container args
+	env := map[string]map[string]corev1.EnvVar{} // ns/deployment → env
+	secrets := map[string]map[string]string{}    // ns/name → stringData
+	var admins []string                          // ns/name of cluster-admin accounts
+	for _, d := range docs {
+		switch o := d.obj.(type) {
+		case *appsv1.Deployment:
+			k := d.ns + "/" + d.name
+			env[k] = map[string]corev1.EnvVar{}
+			for _, c := range o.Spec.Template.Spec.Containers {
+				args[k] = append(args[k], c.Args...)
+				for _, e := range c.Env {
+					env[k][e.Name] = e
+				}
+			}
+		case *corev1.Secret:
+			secrets[d.ns+"/"+d.name] = o.StringData
+		case *rbacv1.ClusterRoleBinding:
+			if o.RoleRef.Name == "cluster-admin" {
+				for _, s := range o.Subjects {
+					admins = append(admins, s.Namespace+"/"+s.Name)
+				}
+			}
+		}
+	}
+	// The family admin's login account is cluster-admin (README gives its
+	// token); the account the dashboard itself runs as must not be, or
+	// anyone reaching it would act as admin.
+	for _, d := range docs {
+		if o, ok := d.obj.(*appsv1.Deployment); ok && d.ns == "kubernetes-dashboard" && d.name == "kubernetes-dashboard" {
+			sa := d.ns + "/" + cmp.Or(o.Spec.Template.Spec.ServiceAccountName, "default")
+			if slices.Contains(admins, sa) {
+				t.Errorf("the dashboard runs as %s, which is cluster-admin", sa)
+			}
+		}
+	}
+	if a := strings.Join(args["portainer/portainer"], " "); !strings.Contains(a, "--admin-password-file=") {
+		t.Errorf("portainer args %q: no admin password file", a)
+	}
+	if !slices.ContainsFunc(slices.Collect(maps.Values(secrets)), func(m map[string]string) bool {
+		return slices.Contains(slices.Collect(maps.Values(m)), in.Secrets["portainer-admin-password"])
+	}) {
+		t.Error("no Secret carries the generated Portainer admin password")
+	}
+	dash := args["kubernetes-dashboard/kubernetes-dashboard"]
+	if !slices.Contains(dash, "--enable-skip-login=false") || slices.Contains(dash, "--enable-skip-login") || slices.Contains(dash, "--enable-skip-login=true") {
+		t.Errorf("dashboard args %q: login must not be skippable", dash)
+	}
+	g := env["monitoring/grafana"]
+	if g["GF_AUTH_ANONYMOUS_ENABLED"].Value != "false" {
+		t.Errorf("grafana GF_AUTH_ANONYMOUS_ENABLED = %q, want false", g["GF_AUTH_ANONYMOUS_ENABLED"].Value)
+	}
+	ref := g["GF_SECURITY_ADMIN_PASSWORD"].ValueFrom
+	if ref == nil || ref.SecretKeyRef == nil || secrets["monitoring/"+ref.SecretKeyRef.Name][ref.SecretKeyRef.Key] != in.Secrets["grafana-admin-password"] {
+		t.Errorf("grafana's admin password is not the generated one from a Secret (%+v)", ref)
 	}
 }

@@ -237,3 +237,63 @@ func TestNoAnonymousAdmin(t *testing.T) {
 		t.Errorf("grafana's admin password is not the generated one from a Secret (%+v)", ref)
 	}
 }
+
+// TestNextcloudStorage: Nextcloud's files and its database sit on
+// Longhorn volumes (local-path without Longhorn), and the NAS share is
+// mounted and registered as external storage when dnas is on.
+func TestNextcloudStorage(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		off   []string
+		class string
+		nas   bool
+	}{
+		{"everything on", nil, "longhorn", true},
+		{"no longhorn", []string{"longhorn"}, "local-path", true},
+		{"no dnas", []string{"dnas"}, "longhorn", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, files := renderWithOff(t, 4, true, c.off)
+			classes := map[string]string{}
+			var hooks string
+			var nasMounted bool
+			for _, d := range decodeAll(t, files) {
+				if d.ns != "nextcloud" {
+					continue
+				}
+				switch o := d.obj.(type) {
+				case *corev1.PersistentVolumeClaim:
+					classes[d.name] = ptrString(o.Spec.StorageClassName)
+				case *appsv1.StatefulSet:
+					for _, v := range o.Spec.VolumeClaimTemplates {
+						classes[d.name+"/"+v.Name] = ptrString(v.Spec.StorageClassName)
+					}
+				case *corev1.ConfigMap:
+					hooks += strings.Join(slices.Collect(maps.Values(o.Data)), "\n")
+				case *appsv1.Deployment:
+					for _, v := range o.Spec.Template.Spec.Volumes {
+						if v.PersistentVolumeClaim != nil && v.PersistentVolumeClaim.ClaimName == "nextcloud-nas" {
+							nasMounted = true
+						}
+					}
+				}
+			}
+			for _, k := range []string{"nextcloud-data", "nextcloud-db/data"} {
+				if classes[k] != c.class {
+					t.Errorf("%s on storage class %q, want %q (all: %v)", k, classes[k], c.class, classes)
+				}
+			}
+			external := strings.Contains(hooks, "files_external:create /NAS local")
+			if nasMounted != c.nas || external != c.nas {
+				t.Errorf("NAS share mounted %v, registered as external storage %v; want %v", nasMounted, external, c.nas)
+			}
+		})
+	}
+}
+
+func ptrString(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
+}

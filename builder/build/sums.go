@@ -82,21 +82,29 @@ func hashMapped(h io.Writer, f *os.File, from, to int64) (err error) {
 	for off := from; off < to; {
 		start := off &^ (page - 1) // SEEK_DATA offsets are block-aligned; be safe
 		n := min(to-start, mapWindow)
-		m, err := unix.Mmap(int(f.Fd()), start, int(n), unix.PROT_READ, unix.MAP_SHARED)
-		if err != nil {
-			return fmt.Errorf("mmap at %d: %w", start, err)
-		}
-		_ = unix.Madvise(m, unix.MADV_SEQUENTIAL)
-		_, err = h.Write(m[off-start:])
-		if uerr := unix.Munmap(m); err == nil {
-			err = uerr
-		}
-		if err != nil {
+		if err := hashWindow(h, f, start, n, off-start); err != nil {
 			return err
 		}
 		off = start + n
 	}
 	return nil
+}
+
+// hashWindow hashes n bytes of f mapped at start, from skip on. The
+// mapping is undone even when reading it faults.
+func hashWindow(h io.Writer, f *os.File, start, n, skip int64) (err error) {
+	m, err := unix.Mmap(int(f.Fd()), start, int(n), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return fmt.Errorf("mmap at %d: %w", start, err)
+	}
+	defer func() {
+		if uerr := unix.Munmap(m); err == nil {
+			err = uerr
+		}
+	}()
+	_ = unix.Madvise(m, unix.MADV_SEQUENTIAL)
+	_, err = h.Write(m[skip:])
+	return err
 }
 
 // writeSums writes SHA256SUMS in sha256sum's format, atomically.

@@ -22,8 +22,9 @@ build: payload
 	$(GO) build $(GOFLAGS) -o $(BIN)/homecloud-builder ./cmd/homecloud-builder
 	$(GO) build $(GOFLAGS) -o $(BIN)/homecloud-firstboot ./cmd/homecloud-firstboot
 
-# Images for a cluster. Without --base-image the builder downloads the
-# board's Armbian image; `make images BUILDER_ARGS="--base-image X"` uses X.
+# Images for a cluster: `make images BUILDER_ARGS="--base-image X --ssh-key K"`.
+# The builder downloads the board's Armbian image only once its digest is
+# pinned in boards/; until then it asks for --base-image.
 images: build
 	$(BIN)/homecloud-builder --board $(BOARD) --nodes $(NODES) $(BUILDER_ARGS)
 

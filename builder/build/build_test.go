@@ -118,6 +118,10 @@ func checkImages(t *testing.T, f *fixture, res *Result, base, board string, node
 				{"/etc/systemd/system/network-online.target.wants/systemd-networkd-wait-online.service", "/lib/systemd/system/systemd-networkd-wait-online.service"},
 				{"/etc/systemd/system/dbus-org.freedesktop.network1.service", "/lib/systemd/system/systemd-networkd.service"},
 				{"/etc/systemd/system/armbian-firstrun.service", "/dev/null"},
+				// As k3s' installer links them: `sudo kubectl` on a server.
+				{"/usr/local/bin/kubectl", "k3s"},
+				{"/usr/local/bin/crictl", "k3s"},
+				{"/usr/local/bin/ctr", "k3s"},
 				// The base's own links are kept.
 				{"/etc/systemd/system/multi-user.target.wants/ssh.service", "/lib/systemd/system/ssh.service"},
 			} {

@@ -42,6 +42,11 @@ func k3sImageExts() []string {
 	return []string{".tar", ".tar.gz", ".tgz", ".tar.zst", ".tar.zstd", ".tar.bz2", ".tar.lz4"}
 }
 
+// k3sTools are the commands k3s' install script links to the k3s binary
+// (it runs them as multi-call programs): the admin's `sudo kubectl` on a
+// server works as on any k3s host.
+func k3sTools() []string { return []string{"kubectl", "crictl", "ctr"} }
+
 // Where the files go in the root fs.
 const (
 	k3sBinaryPath = "/usr/local/bin/k3s"

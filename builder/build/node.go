@@ -113,6 +113,9 @@ func populate(fsys ext4fs.FS, in *inputs, s *spec.Spec, b *secrets.NodeBundle, s
 	for _, u := range in.rootfs.units {
 		links = append(links, u.links...)
 	}
+	for _, tool := range k3sTools() {
+		links = append(links, [2]string{"k3s", path.Join(path.Dir(k3sBinaryPath), tool)})
+	}
 	for _, u := range in.rootfs.masks {
 		links = append(links, [2]string{"/dev/null", path.Join(etcUnitDir, u)})
 	}

@@ -50,7 +50,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		usage(stderr)
 		return 0
 	}
-	fmt.Fprintf(stderr, "homecloud-builder: unknown command %q: want build (the default) or boards\n", cmd)
+	fmt.Fprintf(stderr, "homecloud-builder: unknown command %q: want build (the default), boards or manifests\n", cmd)
 	return 2
 }
 

@@ -214,7 +214,7 @@ func TestFirewallLab(t *testing.T) {
 		{peer, 22, true}, {outsider, 22, true},
 		{outsider, 443, true},
 		{peer, 6443, true}, {outsider, 6443, true}, // kubectl from the LAN
-		{peer, 7373, true}, {outsider, 7373, false}, // raft
+		{peer, 7373, true}, {outsider, 7373, true}, // raft: on the LAN, its mutual TLS is the check
 		{peer, 7380, true}, {outsider, 7380, false}, // status
 		{peer, 2379, true}, {outsider, 2379, false}, // etcd
 		{peer, 9100, true}, {outsider, 9100, false}, // node-exporter, for Prometheus on another node
@@ -277,7 +277,7 @@ func TestFirewallLab(t *testing.T) {
 			from *netns.Host
 			port int
 			want bool
-		}{{outsider, 7373, true}, {peer, 7373, false}, {peer, 22, true}})
+		}{{outsider, 7380, true}, {peer, 7380, false}, {peer, 22, true}})
 	})
 
 	t.Run("drops counted", func(t *testing.T) {

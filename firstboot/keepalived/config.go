@@ -7,7 +7,10 @@
 // connection a second time for nothing gained. VRRPv3 allows sub-second
 // adverts: with advert_int 0.1 the VIP moves ≈ 0.3 s after its holder dies
 // (≈ 3.6 s with VRRPv2's 1 s). Peers are unicast, from the raft membership,
-// so nothing depends on multicast reaching every board. The check starts as
+// so nothing depends on multicast reaching every board; adverts from any
+// other source are ignored (check_unicast_src: VRRPv3 has no
+// authentication, and a device that shouted priority 255 would take the
+// VIP). The check starts as
 // failed (init_fail): a node claims the VIP only once its k3s has answered.
 // The check runs every 2 s with 5 s to finish: it starts a Go binary and
 // makes a TLS handshake, which took 1–3.5 s on a loaded emulated board (a 1 s
@@ -106,6 +109,7 @@ vrrp_instance homecloud {
     advert_int 0.1
 {{- if .Peers}}
     unicast_src_ip {{.Self}}
+    check_unicast_src
     unicast_peer {
 {{- range .Peers}}
         {{.}}

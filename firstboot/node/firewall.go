@@ -19,12 +19,18 @@ func (n *Node) lanPrefixes() ([]netip.Prefix, error) {
 	return harden.InterfacePrefixes(n.iface)
 }
 
-// firewallPeers are the addresses the firewall lets reach raft, etcd,
-// kubelet, flannel and VRRP: the builder's static addresses of the other
-// nodes, the nodes of our cluster seen over mDNS (a
-// newcomer must reach raft to be verified and added) and the raft
-// members. An mDNS announcement is not proof of anything; raft's mutual
-// TLS still refuses a stranger that lands in this set.
+// provedPeer is what a TLS handshake against the cluster CA proved of
+// an announced peer.
+type provedPeer struct{ fingerprint, raftAddr string }
+
+// firewallPeers are the addresses the firewall lets reach etcd, kubelet,
+// flannel, VRRP and the status endpoint: the builder's static addresses
+// of the other nodes, the raft members, and announced peers only once a
+// TLS handshake proved they hold the cluster's certificate for that
+// name. An mDNS announcement proves nothing, and flannel's VXLAN and
+// VRRP have no authentication of their own. Raft's port is open to the
+// whole LAN instead (nftables.conf): its mutual TLS is the check, and a
+// newcomer on DHCP must reach it to be proved at all.
 func (n *Node) firewallPeers() []netip.Addr {
 	var out []netip.Addr
 	add := func(hostport string) {
@@ -43,9 +49,11 @@ func (n *Node) firewallPeers() []netip.Addr {
 			add(net.JoinHostPort(m.Address, "0"))
 		}
 	}
-	for _, p := range n.others() {
-		add(p.RaftAddr)
+	n.mu.Lock()
+	for _, p := range n.verified {
+		add(p.raftAddr)
 	}
+	n.mu.Unlock()
 	if n.raft != nil {
 		if ms, err := n.raft.Members(); err == nil {
 			for _, m := range ms {

@@ -72,7 +72,10 @@ type Node struct {
 	watcher *discovery.Watcher
 
 	mu       sync.Mutex
-	verified map[string]string // name → fingerprint proven by a TLS handshake
+	// verified holds, by name, the fingerprint and raft address a TLS
+	// handshake proved: name and fingerprint are public (mDNS), so an
+	// announcement that moves a name to another address is proved again.
+	verified map[string]provedPeer
 }
 
 // Load reads node.json and the TLS files and checks them: a malformed
@@ -114,7 +117,7 @@ func Load(opts Options) (*Node, error) {
 	if id.Leaf.Subject.CommonName != cfg.Name {
 		return nil, fmt.Errorf("node certificate is for %q, node.json says %q", id.Leaf.Subject.CommonName, cfg.Name)
 	}
-	n := &Node{opts: opts, cfg: cfg, id: id, log: opts.Logger.With("node", cfg.Name), verified: map[string]string{}}
+	n := &Node{opts: opts, cfg: cfg, id: id, log: opts.Logger.With("node", cfg.Name), verified: map[string]provedPeer{}}
 	return n, nil
 }
 

@@ -10,11 +10,13 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/homecloud/homecloud/firstboot/discovery"
+	"github.com/homecloud/homecloud/firstboot/harden"
 	"github.com/homecloud/homecloud/internal/cluster"
 )
 
@@ -123,6 +125,23 @@ func TestRogueNeverJoins(t *testing.T) {
 		for _, m := range v.Members {
 			if m.ID == "home-node8" || m.ID == "home-node9" {
 				t.Errorf("%s lets rogue %s into the raft membership", name, m.ID)
+			}
+		}
+	}
+	// An announcement proves nothing: the rogue must not get into the
+	// firewall's peer sets (flannel, VRRP, kubelet, etcd), while every
+	// real node is there.
+	for _, n := range c.Nodes {
+		b, err := os.ReadFile(filepath.Join(n.Root, harden.PeersFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(b), rh.Addr.String()) {
+			t.Errorf("%s's firewall lets the rogue in as a peer:\n%s", n.Name, b)
+		}
+		for _, o := range c.Nodes {
+			if o != n && !strings.Contains(string(b), o.Host.Addr.String()) {
+				t.Errorf("%s's firewall peers lack %s:\n%s", n.Name, o.Name, b)
 			}
 		}
 	}

@@ -186,8 +186,9 @@ func indexOf(name string) int {
 func (n *Node) verifiedPeers(ctx context.Context) []consensus.Peer {
 	var out []consensus.Peer
 	for _, p := range n.others() {
+		proved := provedPeer{fingerprint: p.Fingerprint, raftAddr: p.RaftAddr}
 		n.mu.Lock()
-		ok := n.verified[p.Name] == p.Fingerprint
+		ok := n.verified[p.Name] == proved
 		n.mu.Unlock()
 		if !ok {
 			vctx, cancel := context.WithTimeout(ctx, 3*time.Second)
@@ -198,7 +199,7 @@ func (n *Node) verifiedPeers(ctx context.Context) []consensus.Peer {
 				continue
 			}
 			n.mu.Lock()
-			n.verified[p.Name] = p.Fingerprint
+			n.verified[p.Name] = proved
 			n.mu.Unlock()
 		}
 		out = append(out, consensus.Peer{ID: p.Name, Addr: p.RaftAddr, Fingerprint: p.Fingerprint,

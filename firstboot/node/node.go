@@ -71,7 +71,7 @@ type Node struct {
 	ann     *discovery.Announcer
 	watcher *discovery.Watcher
 
-	mu       sync.Mutex
+	mu sync.Mutex
 	// verified holds, by name, the fingerprint and raft address a TLS
 	// handshake proved: name and fingerprint are public (mDNS), so an
 	// announcement that moves a name to another address is proved again.

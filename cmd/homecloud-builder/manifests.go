@@ -78,7 +78,7 @@ func renderStack(s *spec.Spec) ([]stack.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := plan.Compute(members, "")
+	p := plan.Compute(members, "", nil)
 	return stack.Render(stack.Input{Config: cfg, Topology: stack.Topology{Servers: p.Servers, Agents: p.Agents, DataDiskNode: p.DataDiskNode}})
 }
 

@@ -189,7 +189,7 @@ func (h *harness) plan(names ...string) plan.Plan {
 	for _, n := range names {
 		ms = append(ms, plan.Member{Name: n, Index: h.index[n], Address: h.nodes[n].Addr()})
 	}
-	return plan.Compute(ms, "")
+	return plan.Compute(ms, "", nil)
 }
 
 func ctxT(t testing.TB, d time.Duration) context.Context {

@@ -97,7 +97,7 @@ func (s *memSink) Cancel() error { s.cancelled = true; return nil }
 func (s *memSink) Close() error  { return nil }
 
 func TestFSMSnapshotRestore(t *testing.T) {
-	p := plan.Compute([]plan.Member{{Name: "a", Index: 1}, {Name: "b", Index: 2}}, "")
+	p := plan.Compute([]plan.Member{{Name: "a", Index: 1}, {Name: "b", Index: 2}}, "", nil)
 	data, _ := json.Marshal(command{Op: opSetPlan, Plan: &p})
 	f := newFSM()
 	if r := f.Apply(&raft.Log{Type: raft.LogCommand, Index: 1, Data: data}); r != nil {
@@ -108,7 +108,7 @@ func TestFSMSnapshotRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A later apply must not leak into the snapshot already taken.
-	q := plan.Compute([]plan.Member{{Name: "c", Index: 1}}, "")
+	q := plan.Compute([]plan.Member{{Name: "c", Index: 1}}, "", nil)
 	data2, _ := json.Marshal(command{Op: opSetPlan, Plan: &q})
 	f.Apply(&raft.Log{Type: raft.LogCommand, Index: 2, Data: data2})
 	var sink memSink

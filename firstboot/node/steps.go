@@ -285,8 +285,13 @@ func (n *Node) leaderLoop(ctx context.Context) {
 			host, _, _ := net.SplitHostPort(m.Addr)
 			members = append(members, plan.Member{Name: m.ID, Index: indexOf(m.ID), Address: host})
 		}
-		want := plan.Compute(members, n.dataDiskNode())
-		if cur, ok := n.raft.Plan(); ok && cur.Equal(want) {
+		cur, ok := n.raft.Plan()
+		var prev *plan.Plan
+		if ok {
+			prev = &cur
+		}
+		want := plan.Compute(members, n.dataDiskNode(), prev)
+		if ok && cur.Equal(want) {
 			return
 		}
 		if err := n.raft.ApplyPlan(ctx, want); err != nil {

@@ -1,8 +1,10 @@
-// Package plan decides, from the cluster membership alone, which node plays
-// which role: k3s server or agent, who runs cluster-init, the keepalived
-// priorities, which node carries the NAS data disk, and which raft members
-// vote. It is a pure function so every node that computes it from the same
-// membership gets the same answer, whatever order discovery saw peers in.
+// Package plan decides, from the cluster membership and the plan already
+// committed, which node plays which role: k3s server or agent, who runs
+// cluster-init, the keepalived priorities, which node carries the NAS data
+// disk, and which raft members vote. The committed plan is an input so that
+// nodes already running keep their roles when the membership grows. It is a
+// pure function so every node that computes it from the same inputs gets the
+// same answer, whatever order discovery saw peers in.
 package plan
 
 import (
@@ -108,32 +110,81 @@ func Sorted(members []Member) []Member {
 	return out
 }
 
-// Compute assigns roles. Servers are the first ServerCount members in plan
-// order, the first of them runs cluster-init and is the preferred VIP
-// holder. The data disk goes to dataDiskNode when it is a member; otherwise
-// to the highest-index agent (agents run no etcd, so they have the RAM and
-// I/O to spare for the NAS), or to the last node when there is no agent.
-// Members with an empty name are ignored.
-func Compute(members []Member, dataDiskNode string) Plan {
+// Compute assigns roles. prev is the committed plan, nil before the first.
+//
+// Without prev, servers are the first ServerCount members in plan order and
+// the first of them runs cluster-init. With prev, roles are sticky: the node
+// service cannot move a running node between k3s server and agent, nor move
+// cluster-init (a second cluster-init would start a second etcd cluster), so
+// prev's servers stay servers, its agents stay agents and its ClusterInit
+// stays. Only newcomers are placed: they fill the free server slots in plan
+// order, short of one if taking them all would leave an even number of
+// servers (etcd), and the rest are agents. A cluster that bootstrapped small
+// (the quorum fallback) therefore keeps fewer servers than ServerCount until
+// enough newcomers arrive together.
+//
+// ClusterInit is the preferred VIP holder and gets the top keepalived
+// priority; the other servers follow in plan order. The data disk goes to
+// dataDiskNode, the board the builder was told has the disk, once it is a
+// member; until then it stays where prev put it (the NAS lives there), and
+// a first choice goes to the highest-index agent
+// (agents run no etcd, so they have the RAM and I/O to spare for the NAS),
+// or to the last node when there is no agent. Members with an empty name
+// are ignored.
+func Compute(members []Member, dataDiskNode string, prev *Plan) Plan {
+	if prev == nil {
+		// Every member is then a newcomer, and an odd ServerCount of them
+		// become servers: the first plan is the plain one.
+		prev = &Plan{}
+	}
 	ms := Sorted(members)
 	p := Plan{Version: FormatVersion, Members: []string{}, Servers: []string{}, Agents: []string{}, Priorities: map[string]int{}}
-	ns := ServerCount(len(ms))
-	for i, m := range ms {
+	kept, newcomers := 0, 0
+	for _, m := range ms {
+		switch prev.Role(m.Name) {
+		case "server":
+			kept++
+		case "":
+			newcomers++
+		}
+	}
+	promote := max(0, min(newcomers, ServerCount(len(ms))-kept))
+	if (kept+promote)%2 == 0 && promote > 0 {
+		promote--
+	}
+	for _, m := range ms {
 		p.Members = append(p.Members, m.Name)
-		if i < ns {
+		role := prev.Role(m.Name)
+		if role == "" && promote > 0 {
+			role = "server"
+			promote--
+		}
+		if role == "server" {
 			p.Servers = append(p.Servers, m.Name)
-			p.Priorities[m.Name] = topPriority - i*priorityStep
 		} else {
 			p.Agents = append(p.Agents, m.Name)
 		}
 	}
-	if len(p.Servers) > 0 {
+	switch {
+	case slices.Contains(p.Servers, prev.ClusterInit):
+		p.ClusterInit = prev.ClusterInit
+	case len(p.Servers) > 0:
 		p.ClusterInit = p.Servers[0]
-		p.VIPHolderPreferred = p.Servers[0]
+	}
+	p.VIPHolderPreferred = p.ClusterInit
+	if p.ClusterInit != "" {
+		p.Priorities[p.ClusterInit] = topPriority
+	}
+	for _, s := range p.Servers {
+		if s != p.ClusterInit {
+			p.Priorities[s] = topPriority - len(p.Priorities)*priorityStep
+		}
 	}
 	switch {
 	case slices.Contains(p.Members, dataDiskNode):
 		p.DataDiskNode = dataDiskNode
+	case slices.Contains(p.Members, prev.DataDiskNode):
+		p.DataDiskNode = prev.DataDiskNode
 	case len(p.Agents) > 0:
 		p.DataDiskNode = p.Agents[len(p.Agents)-1]
 	case len(p.Members) > 0:

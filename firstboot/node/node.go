@@ -71,6 +71,10 @@ type Node struct {
 	ann     *discovery.Announcer
 	watcher *discovery.Watcher
 
+	// waitSince is when this run started waiting for its peers (discover,
+	// then agree), for the quorum fallback.
+	waitSince time.Time
+
 	mu sync.Mutex
 	// verified holds, by name, the fingerprint and raft address a TLS
 	// handshake proved: name and fingerprint are public (mDNS), so an

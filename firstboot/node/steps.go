@@ -81,26 +81,43 @@ func (n *Node) network(ctx context.Context) error {
 // discover: open raft (peers verify us by dialling its port), announce
 // ourselves and browse for the peers of our cluster.
 func (n *Node) discover(ctx context.Context) error {
-	r, err := consensus.Open(ctx, consensus.Config{
-		Dir: filepath.Join(n.opts.StateDir, "raft"), Bind: n.raftAddr(), Advertise: n.raftAddr(),
-		ID: n.cfg.Name, Identity: n.id, Logger: n.log,
-	})
-	if err != nil {
-		return err
+	// A retry keeps what an earlier try opened: raft holds its store's
+	// lock and its port for the life of the process.
+	if n.raft == nil {
+		r, err := consensus.Open(ctx, consensus.Config{
+			Dir: filepath.Join(n.opts.StateDir, "raft"), Bind: n.raftAddr(), Advertise: n.raftAddr(),
+			ID: n.cfg.Name, Identity: n.id, Logger: n.log,
+		})
+		if err != nil {
+			return err
+		}
+		n.raft = r
 	}
-	n.raft = r
 	dcfg := discovery.Config{Interfaces: ifaces(n.iface), Instance: n.cfg.Name, Port: n.opts.RaftPort, Logger: n.log}
-	if n.ann, err = discovery.Announce(ctx, dcfg, n.info()); err != nil {
-		return err
+	if n.ann == nil {
+		a, err := discovery.Announce(ctx, dcfg, n.info())
+		if err != nil {
+			return err
+		}
+		n.ann = a
 	}
-	if n.watcher, err = discovery.Watch(ctx, dcfg, n.cfg.ClusterID); err != nil {
-		return err
+	if n.watcher == nil {
+		w, err := discovery.Watch(ctx, dcfg, n.cfg.ClusterID)
+		if err != nil {
+			return err
+		}
+		n.watcher = w
+		go n.keepFirewall(ctx)
 	}
-	go n.keepFirewall(ctx)
 	if n.raft.HasState() {
 		return nil // a member already: peers are in raft's configuration
 	}
-	start := time.Now()
+	// One clock for the whole wait for peers, here and in agree: a dead
+	// board delays the others by QuorumAfter, not twice that.
+	if n.waitSince.IsZero() {
+		n.waitSince = time.Now()
+	}
+	start := n.waitSince
 	for {
 		seen := len(n.others())
 		n.board.Update(func(v *status.View) { v.Peers = n.viewPeers() })
@@ -212,7 +229,11 @@ func (n *Node) verifiedPeers(ctx context.Context) []consensus.Peer {
 // bootstrap_expect), or wait for the leader to add us.
 func (n *Node) agree(ctx context.Context) error {
 	self := n.raft.Self(n.cfg.Index)
-	start := time.Now()
+	start := n.waitSince
+	if start.IsZero() { // restarted after discover finished
+		start = time.Now()
+		n.waitSince = start
+	}
 	for !n.inConfig() {
 		if !n.raft.HasState() && !n.prog.Bootstrapped {
 			peers := n.verifiedPeers(ctx)

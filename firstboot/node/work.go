@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -96,7 +97,12 @@ func (n *Node) k3s(ctx context.Context) error {
 		}
 	}
 	role := kp.Role()
-	if p.ClusterInit != n.cfg.Name {
+	// Only a first join needs the init server. A node whose k3s joined
+	// before holds the cluster's state (a server its etcd member, an agent
+	// its list of servers): after a power cut with the init server dead,
+	// the survivors must come back without it.
+	joined := slices.Contains(n.prog.Done, "k3s")
+	if p.ClusterInit != n.cfg.Name && !joined {
 		n.log.Info("waiting for the init server", "server", p.ClusterInit)
 		if err := n.waitAPI(ctx, initAddr, k3s.WaitAnswering); err != nil {
 			return fmt.Errorf("init server %s: %w", p.ClusterInit, err)
@@ -112,16 +118,34 @@ func (n *Node) k3s(ctx context.Context) error {
 		return fmt.Errorf("start %s: %w", role.Unit(), err)
 	}
 	// A server is ready when its own API says so; an agent has no API and
-	// no admin credentials: it is up once the init server answers it.
-	ready, wait := initAddr, k3s.WaitAnswering
+	// no admin credentials: it is up once a server answers it.
 	if role == k3s.Server {
-		ready, wait = n.addr, k3s.WaitReady
+		err = n.waitAPI(ctx, n.addr, k3s.WaitReady)
+	} else {
+		err = n.waitAnyAPI(ctx, kp.Servers)
 	}
-	if err := n.waitAPI(ctx, ready, wait); err != nil {
+	if err != nil {
 		return fmt.Errorf("k3s not ready: %w", err)
 	}
 	n.log.Info("k3s ready", "role", role)
 	return nil
+}
+
+// waitAnyAPI waits until one of the servers' APIs answers.
+func (n *Node) waitAnyAPI(ctx context.Context, servers []k3s.Node) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, len(servers))
+	for _, s := range servers {
+		go func() { errs <- n.waitAPI(ctx, s.Addr, k3s.WaitAnswering) }()
+	}
+	err := errors.New("no k3s server in the plan")
+	for range servers {
+		if err = <-errs; err == nil {
+			return nil
+		}
+	}
+	return err
 }
 
 // waitAPI polls a k3s API with the credentials k3s leaves on this node,

@@ -79,6 +79,7 @@ type Node struct {
 	done  chan struct{}
 	Boots int
 	Env   []string // extra environment for the next start
+	Flags []string // extra flags of `homecloud-firstboot run` for the next start
 	exit  error
 }
 
@@ -213,6 +214,7 @@ func (n *Node) Start(ctx context.Context) error {
 		"--exec-unit", k3s.AgentUnit + "=" + n.c.Opts.Bins.FakeK3s + " agent --config " + filepath.Join(n.Root, k3s.ConfigPath),
 		"--exec-unit", keepalived.Unit + "=" + strings.Join(keepalived.Argv(kconf, run), " "),
 	}
+	args = append(args, n.Flags...)
 	logf, err := os.OpenFile(n.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err

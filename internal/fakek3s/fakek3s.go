@@ -116,7 +116,15 @@ func Run(ctx context.Context, args []string, getenv func(string) string, log io.
 		dataDir = DefaultDataDir
 	}
 	var caPEM []byte
-	if url := cfg.str("server"); url != "" {
+	// As k3s: a server that already holds etcd data starts from it and an
+	// agent that joined before reaches whichever server is up (k3s keeps
+	// their list), so neither waits for its config's server: a restart
+	// must not need the server the node first joined.
+	member := exists(filepath.Join(dataDir, memberDir)) || (role == "agent" && exists(filepath.Join(dataDir, "agent", "server-ca.crt")))
+	if url := cfg.str("server"); url != "" && member {
+		fmt.Fprintf(log, "fake-k3s: %s restarting from its own data, not waiting for %s\n", role, url)
+		rec.Joined = url
+	} else if url != "" {
 		fmt.Fprintf(log, "fake-k3s: %s joining %s\n", role, url)
 		if caPEM, err = join(ctx, url, token, log); err != nil {
 			return err
@@ -139,6 +147,15 @@ func Run(ctx context.Context, args []string, getenv func(string) string, log io.
 		return nil
 	}
 	return serve(ctx, cfg, dataDir, path, rec, log)
+}
+
+// memberDir is where k3s keeps a server's etcd member data, under its
+// data dir.
+const memberDir = "server/db/etcd/member"
+
+func exists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
 
 type config struct{ m map[string]any }

@@ -11,6 +11,7 @@ import (
 	stdlog "log"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -114,6 +115,12 @@ func serve(ctx context.Context, cfg *config, dataDir, configPath string, rec *Re
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	// k3s' own sign that this server is an etcd member with data of its
+	// own: a restart starts from it instead of joining again.
+	if err := os.MkdirAll(filepath.Join(dataDir, memberDir), 0o700); err != nil {
+		srv.Close()
+		return err
+	}
 	rec.Listen = ln.Addr().String()
 	rec.Ready = time.Now()
 	if err := writeRecord(configPath, rec); err != nil {

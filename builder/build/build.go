@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
 
 	"github.com/homecloud/homecloud/boards"
 	"github.com/homecloud/homecloud/builder/fetch"
@@ -107,7 +109,12 @@ func Run(ctx context.Context, s *spec.Spec, opts Options) (*Result, error) {
 			s.Out, name, s.Name, name)}
 	}
 
-	// From here on --out is written.
+	// From here on --out is written, by this build alone.
+	unlock, err := lockOut(s.Out)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	now := time.Now
 	if opts.Now != nil {
 		now = opts.Now
@@ -128,10 +135,54 @@ func Run(ctx context.Context, s *spec.Spec, opts Options) (*Result, error) {
 		return nil, err
 	}
 	res.Images = images
-	if err := writeSums(s.Out, images); err != nil {
+	if err := placeImages(s.Out, images); err != nil {
 		return nil, err
 	}
 	return res, nil
+}
+
+// placeImages renames the finished images into place, all or none
+// started: an interrupted rebuild must not leave new images beside an
+// old SHA256SUMS that calls them corrupt. The old list goes first, the
+// new one is written last, when every image it names is in place.
+func placeImages(out string, images []Image) error {
+	if err := os.Remove(filepath.Join(out, SumsFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	for i, img := range images {
+		if err := renameSync(tmpImage(out, img.Node), img.Path); err != nil {
+			for _, rest := range images[i:] {
+				os.Remove(tmpImage(out, rest.Node))
+			}
+			return fmt.Errorf("node %s: %w", img.Node, err)
+		}
+	}
+	return writeSums(out, images)
+}
+
+// tmpImage is where a node's image is written until every image is done.
+func tmpImage(out, node string) string { return filepath.Join(out, "."+node+".img.tmp") }
+
+// lockOut makes sure no other build writes into out at the same time
+// (two would write the same temp images and secrets): an flock on the
+// directory itself, so nothing is left behind, and the kernel drops it
+// when the process dies.
+func lockOut(out string) (unlock func(), err error) {
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return nil, fmt.Errorf("make output directory: %w", err)
+	}
+	d, err := os.Open(out)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(d.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		d.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, &spec.UsageError{Field: "--out", Err: fmt.Errorf("%s: another homecloud-builder is writing into it: wait for it to finish, or give another --out", out)}
+		}
+		return nil, fmt.Errorf("lock %s: %w", out, err)
+	}
+	return func() { d.Close() }, nil
 }
 
 // writesInFlight is how many images are written at once: two, so that
@@ -143,8 +194,15 @@ const writesInFlight = 2
 // writeImages writes every node's image, writesInFlight at a time; each
 // one is then fsynced and hashed (SHA-256 is CPU: ~1.3 s per 2 GiB)
 // while the next ones are written, and renamed into place.
-func writeImages(ctx context.Context, in *inputs, s *spec.Spec, sec *secrets.Secrets, stackFile secrets.File, w io.Writer) ([]Image, error) {
+func writeImages(ctx context.Context, in *inputs, s *spec.Spec, sec *secrets.Secrets, stackFile secrets.File, w io.Writer) (_ []Image, err error) {
 	images := make([]Image, s.Nodes)
+	defer func() {
+		if err != nil { // no image is placed unless all are done
+			for i := range s.Nodes {
+				os.Remove(tmpImage(s.Out, s.NodeName(i+1)))
+			}
+		}
+	}()
 	var mu sync.Mutex // serialises progress lines
 	say := func(format string, args ...any) {
 		mu.Lock()
@@ -178,19 +236,18 @@ func writeImages(ctx context.Context, in *inputs, s *spec.Spec, sec *secrets.Sec
 		}
 		say("%s: writing image %d of %d", name, i, s.Nodes)
 		g.Go(func() error {
-			tmp := filepath.Join(s.Out, "."+name+".img.tmp")
+			tmp := tmpImage(s.Out, name)
 			start := time.Now()
 			err := writeNode(ctx, in, s, b, stackFile, tmp)
 			writeDur := time.Since(start)
 			<-writing
 			if err == nil {
-				img.SHA256, err = finishImage(ctx, tmp, img.Path)
+				img.SHA256, err = finishImage(ctx, tmp)
 				if err != nil {
 					err = fmt.Errorf("node %s: %w", name, err)
 				}
 			}
 			if err != nil {
-				os.Remove(tmp)
 				return err
 			}
 			say("%s: %s (written in %.1fs, sha256 %s…)", name, img.Path, writeDur.Seconds(), img.SHA256[:16])
@@ -203,18 +260,15 @@ func writeImages(ctx context.Context, in *inputs, s *spec.Spec, sec *secrets.Sec
 	return images, nil
 }
 
-// finishImage fsyncs and hashes the image at tmp and renames it to
-// path. The fsync is disk-bound and the hash CPU-bound: together they
-// take as long as the slower one.
-func finishImage(ctx context.Context, tmp, path string) (string, error) {
+// finishImage fsyncs and hashes the image at tmp. The fsync is
+// disk-bound and the hash CPU-bound: together they take as long as the
+// slower one.
+func finishImage(ctx context.Context, tmp string) (string, error) {
 	synced := make(chan error, 1)
 	go func() { synced <- syncFile(tmp) }()
 	sum, err := hashImage(ctx, tmp)
 	if serr := <-synced; err == nil {
 		err = serr
-	}
-	if err == nil {
-		err = renameSync(tmp, path)
 	}
 	return sum, err
 }

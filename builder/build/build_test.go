@@ -16,8 +16,11 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/homecloud/homecloud/boards"
 	"github.com/homecloud/homecloud/builder/secrets"
+	"github.com/homecloud/homecloud/builder/spec"
 	"github.com/homecloud/homecloud/builder/stacksecrets"
 	"github.com/homecloud/homecloud/internal/cluster"
 	"github.com/homecloud/homecloud/internal/testimage"
@@ -44,6 +47,13 @@ func checkImages(t *testing.T, f *fixture, res *Result, base, board string, node
 		t.Run(img.Node, func(t *testing.T) {
 			if want := filepath.Join(res.Out, fmt.Sprintf("%s.img", img.Node)); img.Path != want {
 				t.Errorf("image path %s, want %s", img.Path, want)
+			}
+			// An image holds the node's keys, the k3s token and CAs, and the
+			// stack's passwords: no other local user may read it.
+			if st, err := os.Stat(img.Path); err != nil {
+				t.Error(err)
+			} else if st.Mode().Perm() != 0o600 {
+				t.Errorf("%s: mode %v, want 0600", img.Path, st.Mode())
 			}
 			fsckClean(t, img.Path)
 			if got := sfdiskDump(t, img.Path); got != baseTable {
@@ -349,7 +359,63 @@ func TestBuildCancelledLeavesNoTempFiles(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(out, SumsFile)); !errors.Is(err, fs.ErrNotExist) {
 				t.Errorf("%s written by a cancelled build (stat: %v)", SumsFile, err)
 			}
+			// All images or none: a finished one is not placed alone.
+			if placed, _ := filepath.Glob(filepath.Join(out, "*.img")); len(placed) > 0 {
+				t.Errorf("a cancelled build placed %v", placed)
+			}
 		})
+	}
+	// A rebuild of a cluster stopped half-way leaves the earlier images
+	// and the SHA256SUMS that lists them as they were: sha256sum -c passes.
+	t.Run("rebuild", func(t *testing.T) {
+		args := f.args("--board", "qemu-virt", "--nodes", "4", "--base-image", base, "--out", out)
+		if _, err := Run(context.Background(), parseSpec(t, args), f.opts()); err != nil {
+			t.Fatal(err)
+		}
+		sums, err := os.ReadFile(filepath.Join(out, SumsFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		opts := f.opts()
+		opts.Progress = cancelAt{at: "writing image 4 of 4", cancel: cancel}
+		// Another domain: the new images differ from the old ones.
+		if _, err := Run(ctx, parseSpec(t, append(args, "--domain", "rebuilt.example.org")), opts); !errors.Is(err, context.Canceled) {
+			t.Fatalf("rebuild: err = %v, want context.Canceled", err)
+		}
+		cmd := exec.Command("sha256sum", "--check", "--strict", SumsFile)
+		cmd.Dir = out
+		if b, err := cmd.CombinedOutput(); err != nil || strings.Count(string(b), ": OK") != 4 {
+			t.Errorf("after a cancelled rebuild, sha256sum --check: %v\n%s\n%s:\n%s", err, b, SumsFile, sums)
+		}
+	})
+}
+
+// Two builds into one --out would write the same temp images and
+// secrets: the second is refused before it writes anything.
+func TestBuildRefusesAnOutInUse(t *testing.T) {
+	f := newFixture(t)
+	base := testimage.Make(t, testimage.Options{})
+	out := filepath.Join(t.TempDir(), "out")
+	if err := os.Mkdir(out, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d, err := os.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := unix.Flock(int(d.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Run(context.Background(), parseSpec(t, f.args("--board", "qemu-virt", "--nodes", "1", "--base-image", base, "--out", out)), f.opts())
+	var ue *spec.UsageError
+	if !errors.As(err, &ue) || ue.Field != "--out" || !strings.Contains(err.Error(), "another homecloud-builder") {
+		t.Fatalf("build into a locked --out: %v, want a usage error on --out", err)
+	}
+	if left, _ := os.ReadDir(out); len(left) > 0 {
+		t.Errorf("a refused build left %v in --out", left)
 	}
 }
 

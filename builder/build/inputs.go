@@ -377,7 +377,7 @@ var packageReasons = map[string]string{
 // (the base's own are not downloaded again).
 func nodePackages(s *spec.Spec) []string {
 	pkgs := []string{"keepalived", "nftables", "unattended-upgrades", "sudo"}
-	if s.Services["longhorn"] {
+	if s.ServiceOn("longhorn") {
 		pkgs = append(pkgs, "open-iscsi")
 		if strings.HasPrefix(s.LonghornBackupTarget, "nfs://") {
 			pkgs = append(pkgs, "nfs-common")

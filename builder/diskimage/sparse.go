@@ -19,8 +19,9 @@ const (
 	chunk = 1 << 20
 )
 
-// SparseCopy copies src to dst (created or truncated) without loading
-// it into memory: holes in src stay holes. A dense src (no hole at all,
+// SparseCopy copies src to dst (created or truncated, mode 0600: a node
+// image holds its secrets) without loading it into memory: holes in src
+// stay holes. A dense src (no hole at all,
 // e.g. a raw download) is scanned and its all-zero 4 KiB blocks become
 // holes. A src that has holes was written sparsely already, so its data
 // extents are copied by the kernel (copy_file_range): no pass through
@@ -36,8 +37,12 @@ func SparseCopy(ctx context.Context, src, dst string) error {
 	if err != nil {
 		return fmt.Errorf("sparse copy %s: %w", src, err)
 	}
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
+		return fmt.Errorf("sparse copy: %w", err)
+	}
+	if err := out.Chmod(0o600); err != nil { // an existing dst kept its mode
+		out.Close()
 		return fmt.Errorf("sparse copy: %w", err)
 	}
 	w := newSparseWriter(out, in)

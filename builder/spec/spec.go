@@ -40,6 +40,15 @@ const (
 	DefaultMonitoringSize = "2Gi"
 )
 
+// ServiceOn reports whether a service of the stack is on: every service
+// is on unless switched off, as the stack renders it (a config file's
+// empty `services:` leaves the map nil, and that must not switch off what
+// the nodes need for the services that still deploy).
+func (s *Spec) ServiceOn(name string) bool {
+	on, ok := s.Services[name]
+	return !ok || on
+}
+
 // KnownServices are the parts of the service stack that can be switched
 // off; all are on unless the user says otherwise.
 func KnownServices() []string {

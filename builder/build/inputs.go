@@ -88,6 +88,9 @@ func prepare(ctx context.Context, s *spec.Spec, board *boards.Board, opts Option
 	if err := checkARM64("homecloud-firstboot", bytes.NewReader(in.firstboot)); err != nil {
 		return nil, err
 	}
+	if err := checkRootFSSpace(s, in); err != nil {
+		return nil, err
+	}
 	return in, nil
 }
 

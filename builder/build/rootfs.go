@@ -7,11 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"path"
 	"strings"
 
 	"github.com/homecloud/homecloud/builder/debarchive"
 	"github.com/homecloud/homecloud/builder/ext4fs"
+	"github.com/homecloud/homecloud/builder/spec"
 )
 
 // Where systemd looks for units shipped by packages, in the order
@@ -38,6 +40,8 @@ type baseRootFS struct {
 	// machineID is true when the base carries a machine-id every clone
 	// would share.
 	machineID bool
+	// free is the root fs's free space in bytes.
+	free int64
 }
 
 type file struct {
@@ -79,6 +83,9 @@ func inspectRootFS(ctx context.Context, image string, offset int64) (baseRootFS,
 		return r, err
 	}
 	defer fsys.Close()
+	if r.free, err = ext4fs.FreeBytes(image, offset); err != nil {
+		return r, err
+	}
 	if r.armbian, err = fsys.Exists("/etc/armbian-release"); err != nil {
 		return r, err
 	}
@@ -119,6 +126,50 @@ func inspectRootFS(ctx context.Context, image string, offset int64) (baseRootFS,
 	}
 	r.machineID = len(bytes.TrimSpace(id)) > 0
 	return r, nil
+}
+
+// Room kept for what checkRootFSSpace does not count: the config files,
+// keys, units and new directories (under 1 MiB together, each taking at
+// least a block), the big files' last partial blocks (a block per file),
+// and their extent or indirect blocks (with 4 KiB blocks one per 340
+// extents or 1024 data blocks: well under 1%).
+const (
+	spaceMarginPercent = 1
+	spaceMarginBytes   = 4 << 20
+)
+
+// checkRootFSSpace refuses a base whose root fs cannot take the node's
+// files, before anything is written: debugfs would otherwise run out of
+// blocks halfway through the first image, after --out was made. The
+// blocks of base files that the node's files replace are not
+// subtracted: that is rare, and leaving them out errs on the safe side.
+func checkRootFSSpace(s *spec.Spec, in *inputs) error {
+	need := int64(len(in.firstboot))
+	paths := []string{in.k3s}
+	if in.k3sImages != "" {
+		paths = append(paths, in.k3sImages)
+	}
+	for _, d := range in.debs {
+		paths = append(paths, d.path)
+	}
+	for _, p := range paths {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return err
+		}
+		need += fi.Size()
+	}
+	need += need*spaceMarginPercent/100 + spaceMarginBytes
+	if need <= in.rootfs.free {
+		return nil
+	}
+	base := s.BaseImage
+	if base == "" {
+		base = "the " + in.board.Name + " base image"
+	}
+	const mib = 1 << 20
+	return usage("--base-image", fmt.Errorf("%s: its root file system has %d MiB free, the node files need %d MiB (k3s, its images, the .debs, homecloud-firstboot, and %d%% + %d MiB for the small files and metadata): use a base with more free space, or grow this one (enlarge the image and its root partition, then resize2fs the root file system)",
+		base, in.rootfs.free/mib, (need+mib-1)/mib, spaceMarginPercent, spaceMarginBytes/mib))
 }
 
 // findUnit returns the path of a vendor unit and its contents.

@@ -118,6 +118,52 @@ func checkMagic(image string, offset int64) error {
 	return nil
 }
 
+// Superblock fields FreeBytes reads, as byte offsets into the
+// superblock (which starts 1024 bytes into the file system).
+const (
+	sbFreeBlocksLo    = 0x0C
+	sbLogBlockSize    = 0x18
+	sbFeatureIncompat = 0x60
+	sbFreeBlocksHi    = 0x158
+	incompat64Bit     = 0x80
+	superblockBytes   = 1024
+)
+
+// FreeBytes returns the free space of the ext4 file system at byte
+// offset of image, read from its superblock: free blocks times block
+// size, as dumpe2fs -h shows them. mkfs, e2fsck, the kernel (at unmount)
+// and libext2fs, whose every allocation debugfs makes, keep that count
+// in step with the block bitmaps.
+//
+// The count includes the blocks reserved for root (mkfs -m): only the
+// kernel holds them back, from unprivileged writers. debugfs allocates
+// through libext2fs, whose allocator takes any block free in the bitmap
+// and ignores the reservation, so all of them are debugfs' to use.
+func FreeBytes(image string, offset int64) (int64, error) {
+	if err := checkMagic(image, offset); err != nil {
+		return 0, err
+	}
+	f, err := os.Open(image)
+	if err != nil {
+		return 0, fmt.Errorf("ext4fs: %w", err)
+	}
+	defer f.Close()
+	sb := make([]byte, superblockBytes)
+	if _, err := f.ReadAt(sb, offset+1024); err != nil {
+		return 0, fmt.Errorf("ext4fs: read superblock of %s at offset %d: %w", image, offset, err)
+	}
+	le := binary.LittleEndian
+	logSize := le.Uint32(sb[sbLogBlockSize:])
+	if logSize > 6 { // ext4 blocks are 1 KiB to 64 KiB
+		return 0, fmt.Errorf("ext4fs: %s: superblock at offset %d gives a block size of 2^(10+%d)", image, offset, logSize)
+	}
+	free := uint64(le.Uint32(sb[sbFreeBlocksLo:]))
+	if le.Uint32(sb[sbFeatureIncompat:])&incompat64Bit != 0 {
+		free |= uint64(le.Uint32(sb[sbFreeBlocksHi:])) << 32
+	}
+	return int64(free << (10 + logSize)), nil
+}
+
 // checkPath accepts clean absolute paths other than "/" that debugfs'
 // command parser can carry inside double quotes.
 func checkPath(p string) error {

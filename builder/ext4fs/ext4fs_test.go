@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"os/exec"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -345,5 +348,50 @@ func TestOpenErrors(t *testing.T) {
 				t.Errorf("Open error = %v, want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// FreeBytes agrees with dumpe2fs, and what it counts is all debugfs'
+// to use: a write reaching into the blocks reserved for root succeeds,
+// so the builder compares its files with this count, not with the
+// space left after the reservation.
+func TestFreeBytes(t *testing.T) {
+	img := newBaseCache(t).fresh(t, 0)
+	const blockSize = 4096 // testimage makes 4 KiB blocks
+	check := func() int64 {
+		t.Helper()
+		free, err := FreeBytes(img, off)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := int64(freeBlocks(t, img)) * blockSize; free != want {
+			t.Fatalf("FreeBytes = %d, dumpe2fs says %d", free, want)
+		}
+		return free
+	}
+	free := check()
+	out, err := exec.Command("dumpe2fs", "-h", target(img)).Output()
+	if err != nil {
+		t.Fatalf("dumpe2fs -h: %v", err)
+	}
+	m := regexp.MustCompile(`(?m)^Reserved block count:\s+(\d+)`).FindSubmatch(out)
+	if m == nil {
+		t.Fatalf("no reserved block count in dumpe2fs output:\n%s", out)
+	}
+	reserved, _ := strconv.ParseInt(string(m[1]), 10, 64)
+	reserved *= blockSize
+	if reserved < 2<<20 {
+		t.Fatalf("only %d bytes reserved for root: the test needs a few MiB", reserved)
+	}
+
+	src, _ := randomFile(t, free-reserved/2, 7)
+	writeAndClose(t, img, func(f FS) error { return f.CopyFile("/fill", src, 0o644, 0, 0) })
+	fsckClean(t, img)
+	if left := check(); left >= reserved {
+		t.Errorf("%d bytes free after the write, want fewer than the %d reserved", left, reserved)
+	}
+
+	if _, err := FreeBytes(img, 0); err == nil || !strings.Contains(err.Error(), "no ext4 file system") {
+		t.Errorf("FreeBytes at the MBR: %v, want a no-ext4 error", err)
 	}
 }

@@ -138,7 +138,21 @@ func Run(ctx context.Context, s *spec.Spec, opts Options) (*Result, error) {
 	if err := placeImages(s.Out, images); err != nil {
 		return nil, err
 	}
+	warnStale(s, opts.Progress)
 	return res, nil
+}
+
+// warnStale names the images an earlier build with more nodes left in
+// --out: they are not in SHA256SUMS and expect a bigger cluster. They are
+// the user's files to delete, not ours.
+func warnStale(s *spec.Spec, w io.Writer) {
+	for i := s.Nodes + 1; ; i++ {
+		p := filepath.Join(s.Out, s.NodeName(i)+".img")
+		if _, err := os.Stat(p); err != nil {
+			return
+		}
+		progress(w, "WARNING: %s is from an earlier build of %d or more nodes and not in %s: delete it, or build with --nodes %d again", p, i, SumsFile, i)
+	}
 }
 
 // placeImages renames the finished images into place, all or none

@@ -434,3 +434,30 @@ func readStackSecrets(t *testing.T, dir string) map[string]string {
 	}
 	return m
 }
+
+// A build with fewer nodes than the last one into the same --out names
+// the earlier images it leaves there, and keeps them out of SHA256SUMS.
+func TestFewerNodesWarnsOfEarlierImages(t *testing.T) {
+	f := newFixture(t)
+	base := testimage.Make(t, testimage.Options{})
+	out := filepath.Join(t.TempDir(), "out")
+	args := f.args("--board", "qemu-virt", "--base-image", base, "--out", out)
+	run(t, f, append(args, "--nodes", "2")...)
+	var log bytes.Buffer
+	opts := f.opts()
+	opts.Progress = &log
+	if _, err := Run(context.Background(), parseSpec(t, append(args, "--nodes", "1")), opts); err != nil {
+		t.Fatal(err)
+	}
+	stale := filepath.Join(out, "homecloud-node2.img")
+	if !strings.Contains(log.String(), "WARNING: "+stale+" is from an earlier build") {
+		t.Errorf("no warning about %s:\n%s", stale, log.String())
+	}
+	sums, err := os.ReadFile(filepath.Join(out, SumsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(sums), "node2") {
+		t.Errorf("%s lists node2:\n%s", SumsFile, sums)
+	}
+}

@@ -390,7 +390,10 @@ func nodePackages(s *spec.Spec) []string {
 }
 
 func debErr(err error) error {
-	if errors.Is(err, fetch.ErrDigestMismatch) || errors.Is(err, fetch.ErrNotCached) {
+	if errors.Is(err, fetch.ErrNotCached) {
+		return usage("--debs", err) // the cache names the fix: --debs DIR, or a run online
+	}
+	if errors.Is(err, fetch.ErrDigestMismatch) {
 		return usage("--debs", fmt.Errorf("%w: pass --debs DIR to use local .debs", err))
 	}
 	return fmt.Errorf("keepalived .debs from Debian: %w", err)

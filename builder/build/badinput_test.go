@@ -15,6 +15,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/homecloud/homecloud/builder/secrets"
 	"github.com/homecloud/homecloud/builder/spec"
 	"github.com/homecloud/homecloud/internal/testimage"
 )
@@ -182,5 +183,25 @@ func TestOtherClusterInOutExitsTwo(t *testing.T) {
 	}
 	if now, _ := os.ReadFile(filepath.Join(out, SumsFile)); !bytes.Equal(now, sums) {
 		t.Error("SHA256SUMS changed")
+	}
+}
+
+// An --out with a cluster/ directory homecloud did not make is not ours to
+// write into: a usage error on --out, and --out is left as it was.
+func TestForeignClusterDirIsUsageError(t *testing.T) {
+	f := newFixture(t)
+	base := testimage.Make(t, testimage.Options{})
+	out := filepath.Join(t.TempDir(), "out")
+	if err := os.MkdirAll(filepath.Join(out, secrets.DirName), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	before := dirState(t, out)
+	_, err := Run(context.Background(), parseSpec(t, f.args("--board", "qemu-virt", "--nodes", "1", "--base-image", base, "--out", out)), f.opts())
+	var ue *spec.UsageError
+	if !errors.As(err, &ue) || ue.Field != "--out" || !strings.Contains(err.Error(), "not a homecloud cluster directory") {
+		t.Fatalf("err = %v, want a usage error on --out", err)
+	}
+	if after := dirState(t, out); !slices.Equal(before, after) {
+		t.Errorf("--out changed: %q, then %q", before, after)
 	}
 }

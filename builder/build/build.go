@@ -102,7 +102,9 @@ func Run(ctx context.Context, s *spec.Spec, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if name, ok, err := secrets.ExistingCluster(s.Out); err != nil {
+	if name, ok, err := secrets.ExistingCluster(s.Out); errors.Is(err, secrets.ErrNotClusterDir) {
+		return nil, &spec.UsageError{Field: "--out", Err: err}
+	} else if err != nil {
 		return nil, err
 	} else if ok && name != s.Name {
 		return nil, &spec.UsageError{Field: "--name", Err: fmt.Errorf("%s holds the cluster %q, not %q: give --name %s to add nodes to it, or another --out for a new cluster",
@@ -183,7 +185,7 @@ func tmpImage(out, node string) string { return filepath.Join(out, "."+node+".im
 // when the process dies.
 func lockOut(out string) (unlock func(), err error) {
 	if err := os.MkdirAll(out, 0o755); err != nil {
-		return nil, fmt.Errorf("make output directory: %w", err)
+		return nil, &spec.UsageError{Field: "--out", Err: fmt.Errorf("make output directory: %w: give a --out you can write to", err)}
 	}
 	d, err := os.Open(out)
 	if err != nil {

@@ -138,6 +138,9 @@ func checkNodes(nodes []NodeSpec) error {
 func ExistingCluster(outDir string) (name string, ok bool, err error) {
 	b, err := os.ReadFile(filepath.Join(outDir, DirName, infoFile))
 	if errors.Is(err, os.ErrNotExist) {
+		if _, serr := os.Stat(filepath.Join(outDir, DirName)); serr == nil {
+			return "", false, notClusterDir(filepath.Join(outDir, DirName))
+		}
 		return "", false, nil
 	}
 	if err != nil {
@@ -150,12 +153,20 @@ func ExistingCluster(outDir string) (name string, ok bool, err error) {
 	return in.Name, true, nil
 }
 
+// ErrNotClusterDir is returned (wrapped) when --out has a cluster
+// directory that homecloud did not make: it is not ours to write into.
+var ErrNotClusterDir = errors.New("is not a homecloud cluster directory")
+
+func notClusterDir(dir string) error {
+	return fmt.Errorf("%s exists but %w (no %s): pick another --out", dir, ErrNotClusterDir, infoFile)
+}
+
 // load reads a cluster directory made by create and checks it belongs to
 // the named cluster.
 func load(dir, clusterName string) (*Secrets, error) {
 	b, err := os.ReadFile(filepath.Join(dir, infoFile))
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("%s exists but is not a homecloud cluster directory (no %s): pick another --out", dir, infoFile)
+		return nil, notClusterDir(dir)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read cluster info: %w", err)

@@ -43,6 +43,15 @@ func loadFile(path string, s *Spec) error {
 			}
 			return usagef(field, "line %d: unknown key %q%s: known keys are %s", k.Line, k.Value, hint, strings.Join(known, ", "))
 		}
+		// Checked here, on the document, because decoding would not say:
+		// an empty value leaves the field nil (or rebases a default path),
+		// and yaml.v3 truncates 2.9 into an int field.
+		switch v := top.Content[i+1]; {
+		case v.Tag == "!!null":
+			return usagef(field, "line %d: %q has no value: give one, or remove the key for the default", k.Line, k.Value)
+		case intKeys()[k.Value] && v.Tag != "!!int":
+			return usagef(field, "line %d: %s: %q is not a whole number", v.Line, k.Value, v.Value)
+		}
 		present = append(present, k.Value)
 	}
 
@@ -85,6 +94,20 @@ func loadFile(path string, s *Spec) error {
 		}
 	}
 	return nil
+}
+
+// intKeys are the YAML keys of whole-number fields.
+func intKeys() map[string]bool {
+	keys := map[string]bool{}
+	t := reflect.TypeFor[Spec]()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name != "" && name != "-" && f.Type.Kind() == reflect.Int {
+			keys[name] = true
+		}
+	}
+	return keys
 }
 
 // yamlKeys lists the keys a cluster file may have: Spec's yaml tags.

@@ -143,12 +143,15 @@ func defaults() *Spec {
 // Validate before acting on the result. flag.ErrHelp is returned as is.
 func Parse(args []string, stderr io.Writer) (*Spec, error) {
 	s := defaults()
-	fs := newFlagSet(s, stderr)
+	fs := newFlagSet(s)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(stderr, "Usage of homecloud-builder:")
+			fs.SetOutput(stderr)
+			fs.PrintDefaults()
 			return nil, err
 		}
-		return nil, &UsageError{Err: err}
+		return nil, &UsageError{Err: fmt.Errorf("%w (-help lists the flags)", err)}
 	}
 	if fs.NArg() > 0 {
 		return nil, usagef("", "unexpected argument %q: every setting is a flag (see -help)", fs.Arg(0))
@@ -161,7 +164,7 @@ func Parse(args []string, stderr io.Writer) (*Spec, error) {
 		if err := loadFile(config, s); err != nil {
 			return nil, err
 		}
-		fs = newFlagSet(s, io.Discard)
+		fs = newFlagSet(s)
 		if err := fs.Parse(args); err != nil {
 			return nil, &UsageError{Err: err}
 		}
@@ -180,9 +183,12 @@ func Parse(args []string, stderr io.Writer) (*Spec, error) {
 	return s, nil
 }
 
-func newFlagSet(s *Spec, stderr io.Writer) *flag.FlagSet {
+func newFlagSet(s *Spec) *flag.FlagSet {
 	fs := flag.NewFlagSet("homecloud-builder", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	// A mistake gets its one line from the caller, not the flag package's
+	// copy and every flag after it; -help prints them (Parse).
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	fs.StringVar(&s.Config, "config", s.Config, "read the cluster spec from this YAML `file` (its keys are these flags' names; flags win)")
 	fs.StringVar(&s.Board, "board", s.Board, "board `name`: pine64 or qemu-virt")
 	fs.IntVar(&s.Nodes, "nodes", s.Nodes, "number of nodes (one image each)")

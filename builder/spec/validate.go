@@ -75,7 +75,7 @@ func (s *Spec) Validate(lookup BoardLookup) error {
 	if s.DataDisk != "" && !fsLabel.MatchString(s.DataDisk) {
 		add(usagef("--data-disk", "%q: want a file system label of at most 16 letters, digits, '.', '_' or '-'", s.DataDisk))
 	}
-	if s.DataDiskNode < 0 || s.DataDiskNode > s.Nodes {
+	if s.DataDiskNode < 0 || (s.Nodes >= 1 && s.DataDiskNode > s.Nodes) {
 		add(usagef("--data-disk-node", "%d: want a node number from 1 to %d (--nodes), or 0 to let the cluster pick", s.DataDiskNode, s.Nodes))
 	}
 	errs = append(errs, s.validateStack()...)

@@ -65,7 +65,7 @@ Run homecloud-builder build -h for every flag.
 func buildImages(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	s, err := spec.Parse(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprintln(stderr, "\nCommands: build (the default) writes the images; boards lists the boards.")
+		fmt.Fprintln(stderr, "\nCommands: build (the default) writes the images; boards lists the boards; manifests writes the service stack.")
 		return 0
 	}
 	if err != nil {

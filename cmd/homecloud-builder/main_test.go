@@ -13,13 +13,18 @@ func TestCommands(t *testing.T) {
 		code   int
 		stdout []string
 		stderr []string
+		not    []string // in neither stream
 	}{
-		{[]string{"boards"}, 0, []string{"pine64 ", "PINE A64-LTS", "qemu-virt "}, nil},
-		{[]string{"-h"}, 0, nil, []string{"-board", "-nodes", "-ssh-key", "boards lists the boards"}},
-		{[]string{"build", "-h"}, 0, nil, []string{"-base-image"}},
-		{[]string{"frobnicate"}, 2, nil, []string{`unknown command "frobnicate"`}},
-		{[]string{"--board", "pine64", "--nodes", "0"}, 2, nil, []string{"--nodes: 0: need at least 1 node", "--ssh-key"}},
-		{[]string{"--bogus"}, 2, nil, []string{"flag provided but not defined: -bogus"}},
+		{[]string{"boards"}, 0, []string{"pine64 ", "PINE A64-LTS", "qemu-virt "}, nil, nil},
+		{[]string{"-h"}, 0, nil, []string{"-board", "-nodes", "-ssh-key", "boards lists the boards", "manifests writes"}, nil},
+		{[]string{"build", "-h"}, 0, nil, []string{"-base-image"}, nil},
+		{[]string{"frobnicate"}, 2, nil, []string{`unknown command "frobnicate"`}, nil},
+		{[]string{"--board", "pine64", "--nodes", "0"}, 2, nil, []string{"--nodes: 0: need at least 1 node", "--ssh-key"}, nil},
+		{[]string{"--bogus"}, 2, nil, []string{"flag provided but not defined: -bogus", "-help lists the flags"}, []string{"Usage of", "-acme-email"}},
+		// One line for one mistake: no second copy, no list of every flag.
+		{[]string{"--nodes", "99999999999999999999"}, 2, nil, []string{"value out of range"}, []string{"Usage of", "-acme-email"}},
+		// A node count below 1 is the mistake, not the data-disk node too.
+		{[]string{"--board", "qemu-virt", "--nodes", "-1"}, 2, nil, []string{"--nodes: -1: need at least 1 node"}, []string{"--data-disk-node"}},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -36,6 +41,14 @@ func TestCommands(t *testing.T) {
 			for _, w := range tt.stderr {
 				if !strings.Contains(stderr.String(), w) {
 					t.Errorf("stderr lacks %q:\n%s", w, stderr.String())
+				}
+			}
+			if strings.Count(stderr.String(), "value out of range") > 1 {
+				t.Errorf("the mistake is reported twice:\n%s", stderr.String())
+			}
+			for _, w := range tt.not {
+				if strings.Contains(stdout.String()+stderr.String(), w) {
+					t.Errorf("output has %q:\n%s%s", w, stdout.String(), stderr.String())
 				}
 			}
 		})

@@ -80,6 +80,9 @@ type Node struct {
 	// handshake proved: name and fingerprint are public (mDNS), so an
 	// announcement that moves a name to another address is proved again.
 	verified map[string]provedPeer
+	// refused holds, by name, fingerprint and address, when an
+	// announcement whose handshake failed may be tried again.
+	refused map[string]refusal
 }
 
 // Load reads node.json and the TLS files and checks them: a malformed
@@ -121,7 +124,7 @@ func Load(opts Options) (*Node, error) {
 	if id.Leaf.Subject.CommonName != cfg.Name {
 		return nil, fmt.Errorf("node certificate is for %q, node.json says %q", id.Leaf.Subject.CommonName, cfg.Name)
 	}
-	n := &Node{opts: opts, cfg: cfg, id: id, log: opts.Logger.With("node", cfg.Name), verified: map[string]provedPeer{}}
+	n := &Node{opts: opts, cfg: cfg, id: id, log: opts.Logger.With("node", cfg.Name), verified: map[string]provedPeer{}, refused: map[string]refusal{}}
 	return n, nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/homecloud/homecloud/firstboot/consensus"
@@ -200,27 +201,77 @@ func indexOf(name string) int {
 // verifiedPeers are the mDNS peers that proved, by a TLS handshake against
 // the cluster CA, that they hold the certificate they announce. mDNS is
 // unauthenticated: nothing else from it is trusted.
+// Proving announced peers: a handshake is bounded, a few run at once, and
+// an announcement that failed is left alone for a while, so a device that
+// announces many names pointing nowhere cannot stall bootstrap or the
+// leader's rounds (each of them would cost verifyTimeout in turn).
+const (
+	verifyTimeout  = 3 * time.Second
+	verifyParallel = 32
+	// A real peer can fail once (still starting, a slow emulated board):
+	// the pause starts short and doubles with each failure.
+	refusedFirst = 2 * time.Second
+	refusedMax   = time.Minute
+)
+
+// refusal is when an announcement may be tried again, and the pause
+// after its next failure.
+type refusal struct {
+	until time.Time
+	next  time.Duration
+}
+
 func (n *Node) verifiedPeers(ctx context.Context) []consensus.Peer {
-	var out []consensus.Peer
-	for _, p := range n.others() {
+	peers := n.others()
+	ok := make([]bool, len(peers))
+	now := time.Now()
+	sem := make(chan struct{}, verifyParallel)
+	var wg sync.WaitGroup
+	n.mu.Lock()
+	for k, r := range n.refused {
+		if now.After(r.until.Add(refusedMax)) { // long gone: forget it
+			delete(n.refused, k)
+		}
+	}
+	for i, p := range peers {
 		proved := provedPeer{fingerprint: p.Fingerprint, raftAddr: p.RaftAddr}
-		n.mu.Lock()
-		ok := n.verified[p.Name] == proved
-		n.mu.Unlock()
-		if !ok {
-			vctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		key := p.Name + " " + p.Fingerprint + " " + p.RaftAddr
+		if n.verified[p.Name] == proved {
+			ok[i] = true
+			continue
+		}
+		if r, refused := n.refused[key]; refused && now.Before(r.until) {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			vctx, cancel := context.WithTimeout(ctx, verifyTimeout)
 			err := n.raft.VerifyPeer(vctx, p.RaftAddr, p.Name, p.Fingerprint)
 			cancel()
+			n.mu.Lock()
+			defer n.mu.Unlock()
 			if err != nil {
 				n.log.Warn("peer refused", "peer", p.Name, "addr", p.RaftAddr, "err", err)
-				continue
+				pause := max(refusedFirst, n.refused[key].next)
+				n.refused[key] = refusal{until: time.Now().Add(pause), next: min(2*pause, refusedMax)}
+				return
 			}
-			n.mu.Lock()
+			delete(n.refused, key)
 			n.verified[p.Name] = proved
-			n.mu.Unlock()
+			ok[i] = true
+		}()
+	}
+	n.mu.Unlock()
+	wg.Wait()
+	var out []consensus.Peer
+	for i, p := range peers {
+		if ok[i] {
+			out = append(out, consensus.Peer{ID: p.Name, Addr: p.RaftAddr, Fingerprint: p.Fingerprint,
+				Index: indexOf(p.Name), HasState: p.State == discovery.StateMember})
 		}
-		out = append(out, consensus.Peer{ID: p.Name, Addr: p.RaftAddr, Fingerprint: p.Fingerprint,
-			Index: indexOf(p.Name), HasState: p.State == discovery.StateMember})
 	}
 	return out
 }

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/homecloud/homecloud/internal/cluster"
 )
 
 // LoginDefsPath is where shadow-utils reads its policy. Debian has no
@@ -121,8 +123,9 @@ func activeKey(line string) (key, sep string) {
 	return t[:end], rest[:len(rest)-len(strings.TrimLeft(rest, " \t"))]
 }
 
-// writeFileAtomic writes through a temp file and a rename, keeping the old
-// file's mode if there was one.
+// writeFileAtomic replaces p through cluster.WriteFileAtomic (temp file,
+// fsync, rename, fsync of the directory), keeping the old file's mode if
+// there was one.
 func writeFileAtomic(p string, data []byte, mode os.FileMode) error {
 	if fi, err := os.Stat(p); err == nil {
 		mode = fi.Mode().Perm()
@@ -130,28 +133,5 @@ func writeFileAtomic(p string, data []byte, mode os.FileMode) error {
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(p), "."+filepath.Base(p)+".*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", p, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", p, err)
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", p, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", p, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", p, err)
-	}
-	if err := os.Rename(tmp.Name(), p); err != nil {
-		return fmt.Errorf("write %s: %w", p, err)
-	}
-	return nil
+	return cluster.WriteFileAtomic(p, data, mode)
 }

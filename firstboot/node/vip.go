@@ -50,11 +50,7 @@ func (n *Node) applyVIP(ctx context.Context, p plan.Plan) error {
 		VIP:        netip.PrefixFrom(vip, bits),
 		Check:      n.opts.CheckArgv,
 	}
-	for _, s := range p.Servers {
-		if a, ok := addrs[s]; ok {
-			kp.Members = append(kp.Members, keepalived.Node{Name: s, Addr: a})
-		}
-	}
+	kp.Members = vipMembers(p, addrs)
 	conf, err := keepalived.RenderConfig(kp)
 	if err != nil {
 		return err
@@ -87,6 +83,20 @@ func (n *Node) applyVIP(ctx context.Context, p plan.Plan) error {
 		n.log.Info("keepalived started", "vip", kp.VIP, "peers", len(kp.Members)-1)
 	}
 	return nil
+}
+
+// vipMembers are keepalived's members (its unicast peers and itself): the
+// plan's servers at their addresses in the raft membership. The plan
+// holds no addresses, so a server that moved changes these and not the
+// plan.
+func vipMembers(p plan.Plan, addrs map[string]netip.Addr) []keepalived.Node {
+	var out []keepalived.Node
+	for _, s := range p.Servers {
+		if a, ok := addrs[s]; ok {
+			out = append(out, keepalived.Node{Name: s, Addr: a})
+		}
+	}
+	return out
 }
 
 func prefixLen(iface string, addr netip.Addr) (int, error) {

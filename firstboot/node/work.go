@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/homecloud/homecloud/firstboot/k3s"
+	"github.com/homecloud/homecloud/firstboot/keepalived"
 	"github.com/homecloud/homecloud/firstboot/plan"
 	"github.com/homecloud/homecloud/firstboot/status"
 	"github.com/homecloud/homecloud/internal/cluster"
@@ -265,20 +266,47 @@ func (n *Node) serve(ctx context.Context) error {
 	return nil
 }
 
-// watchPlan follows plan changes (a node added or replaced): keepalived's
-// peers and priorities follow the membership.
+// watchPlan follows plan changes (a node added or replaced) and moves of
+// the plan's servers (a new DHCP lease: raft's leader updates the member's
+// address, the plan stays the same): keepalived's peers and priorities
+// follow both. A failed update is retried on the next tick; applyVIP
+// rewrites keepalived.conf and restarts keepalived only when the config
+// changed.
 func (n *Node) watchPlan(ctx context.Context) {
-	var last plan.Plan
+	var (
+		last      plan.Plan
+		lastPeers []keepalived.Node
+		applied   bool
+		lastErr   string
+	)
 	every(ctx, time.Second, func() {
 		p, ok := n.raft.Plan()
-		if !ok || p.Equal(last) {
+		if !ok {
 			return
 		}
-		last = p
-		n.setPlan(p)
-		if err := n.applyVIP(ctx, p); err != nil {
-			n.log.Warn("update keepalived", "err", err)
+		addrs, err := n.addrOf()
+		if err != nil {
+			return // the membership is unreadable now: next tick
 		}
+		peers := vipMembers(p, addrs)
+		planChanged := !applied || !p.Equal(last)
+		if !planChanged && slices.Equal(peers, lastPeers) {
+			return
+		}
+		if planChanged {
+			n.setPlan(p)
+		}
+		if err := n.applyVIP(ctx, p); err != nil {
+			if err.Error() != lastErr {
+				n.log.Warn("update keepalived", "err", err)
+				lastErr = err.Error()
+			}
+			return
+		}
+		if applied && !planChanged {
+			n.log.Info("servers moved: keepalived follows", "servers", peers)
+		}
+		last, lastPeers, applied, lastErr = p, peers, true, ""
 	})
 }
 

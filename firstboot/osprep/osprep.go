@@ -7,13 +7,18 @@ package osprep
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
+
+	"github.com/homecloud/homecloud/internal/cluster"
 )
 
 // Prep runs the first-boot OS tasks under Root.
@@ -43,30 +48,25 @@ func (p *Prep) log() *slog.Logger {
 }
 
 // Hostname sets /etc/hostname (and the kernel's, when live) and makes the
-// name resolve locally, as Debian does with 127.0.1.1.
+// name resolve locally, as Debian does with 127.0.1.1. Both files are
+// replaced atomically (temp file, fsync, rename): written in place, a
+// power cut could leave them empty. The hosts rewrite is also a repair: a
+// file that lost its loopback lines gets them back.
 func (p *Prep) Hostname(ctx context.Context, name string) error {
 	hf := p.path("/etc/hostname")
 	if cur, _ := os.ReadFile(hf); strings.TrimSpace(string(cur)) != name {
-		if err := os.MkdirAll(filepath.Dir(hf), 0o755); err != nil {
+		if err := writeAtomic(hf, []byte(name+"\n")); err != nil {
 			return err
-		}
-		if err := os.WriteFile(hf, []byte(name+"\n"), 0o644); err != nil {
-			return fmt.Errorf("write %s: %w", hf, err)
 		}
 	}
 	hosts := p.path("/etc/hosts")
-	b, _ := os.ReadFile(hosts)
-	line := "127.0.1.1\t" + name
-	if !bytes.Contains(b, []byte(line+"\n")) {
-		var out []string
-		for _, l := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
-			if !strings.HasPrefix(l, "127.0.1.1") && l != "" {
-				out = append(out, l)
-			}
-		}
-		out = append(out, line)
-		if err := os.WriteFile(hosts, []byte(strings.Join(out, "\n")+"\n"), 0o644); err != nil {
-			return fmt.Errorf("write %s: %w", hosts, err)
+	old, err := os.ReadFile(hosts)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("read %s: %w", hosts, err)
+	}
+	if b := hostsFile(old, name); !bytes.Equal(b, old) {
+		if err := writeAtomic(hosts, b); err != nil {
+			return err
 		}
 	}
 	if p.Live() {
@@ -75,6 +75,106 @@ func (p *Prep) Hostname(ctx context.Context, name string) error {
 		}
 	}
 	return nil
+}
+
+// writeAtomic replaces path through cluster.WriteFileAtomic, keeping the
+// mode of the file it replaces (0644 for a new one).
+func writeAtomic(path string, data []byte) error {
+	mode := os.FileMode(0o644)
+	if fi, err := os.Stat(path); err == nil {
+		mode = fi.Mode().Perm()
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return cluster.WriteFileAtomic(path, data, mode)
+}
+
+// loopbackNames are the names Debian's /etc/hosts gives the loopback
+// addresses; resolvers and tools (sudo, k3s' own lookups) count on them.
+var loopbackNames = []struct {
+	addr  string
+	names []string
+}{
+	{"127.0.0.1", []string{"localhost"}},
+	{"::1", []string{"localhost", "ip6-localhost", "ip6-loopback"}},
+}
+
+// hostsFile is /etc/hosts with name on 127.0.1.1 (in place of any
+// earlier 127.0.1.1 line, else after the 127.0.0.1 line) and the loopback
+// names of loopbackNames present: missing ones are added, 127.0.0.1 at the
+// top and ::1 after the 127.0.1.1 line, so an empty or truncated file
+// heals. Every other line stays as it was. hostsFile(hostsFile(b)) is
+// hostsFile(b).
+func hostsFile(old []byte, name string) []byte {
+	text := strings.TrimRight(strings.ReplaceAll(string(old), "\r\n", "\n"), "\n")
+	var lines []string
+	if text != "" {
+		lines = strings.Split(text, "\n")
+	}
+	mapped := map[string]bool{} // "addr name" pairs already in the file
+	own := "127.0.1.1\t" + name
+	var out []string
+	ownAt, v4At := -1, -1
+	for _, l := range lines {
+		addr, names := hostsEntry(l)
+		if addr == "127.0.1.1" {
+			if ownAt < 0 {
+				ownAt = len(out)
+				out = append(out, own)
+			}
+			continue
+		}
+		for _, n := range names {
+			mapped[addr+" "+n] = true
+		}
+		if addr == "127.0.0.1" && v4At < 0 {
+			v4At = len(out)
+		}
+		out = append(out, l)
+	}
+	var missing [][]string // per loopbackNames entry
+	for _, lb := range loopbackNames {
+		var m []string
+		for _, n := range lb.names {
+			if !mapped[lb.addr+" "+n] {
+				m = append(m, n)
+			}
+		}
+		missing = append(missing, m)
+	}
+	if m := missing[0]; len(m) > 0 {
+		out = slices.Insert(out, 0, "127.0.0.1\t"+strings.Join(m, " "))
+		if ownAt >= 0 {
+			ownAt++
+		}
+		if v4At < 0 {
+			v4At = 0
+		} else {
+			v4At++
+		}
+	}
+	if ownAt < 0 {
+		ownAt = v4At + 1
+		out = slices.Insert(out, ownAt, own)
+	}
+	if m := missing[1]; len(m) > 0 {
+		out = slices.Insert(out, ownAt+1, "::1\t"+strings.Join(m, " "))
+	}
+	return []byte(strings.Join(out, "\n") + "\n")
+}
+
+// hostsEntry splits a hosts line into its address and names, without
+// its comment; a blank or comment line has no address.
+func hostsEntry(line string) (addr string, names []string) {
+	if i := strings.IndexByte(line, '#'); i >= 0 {
+		line = line[:i]
+	}
+	f := strings.Fields(line)
+	if len(f) == 0 {
+		return "", nil
+	}
+	return f[0], f[1:]
 }
 
 // InstallDebs installs every .deb in dir (a path inside Root) whose package

@@ -115,6 +115,18 @@ func (n *Node) Reconcile(ctx context.Context, seen []Peer) error {
 			voters++
 		}
 	}
+	// A leader that came back at a new address cannot re-add itself: its
+	// peers would go on sending to the old one. It hands leadership over,
+	// and the next leader moves it as any member (its announcement is
+	// proved like the others'). A single node has no one to hand over to,
+	// and no one who needs its address.
+	if self, ok := current[n.id]; ok && string(self.Address) != n.advert && len(current) > 1 {
+		n.log.Warn("raft address changed on the leader: handing leadership over", "was", string(self.Address), "now", n.advert)
+		if err := n.raft.LeadershipTransfer().Error(); err != nil {
+			return fmt.Errorf("reconcile raft membership: hand leadership over after moving from %s: %w", self.Address, err)
+		}
+		return nil
+	}
 	index := map[string]int{}
 	var errs []error
 	var moved, fresh []Peer

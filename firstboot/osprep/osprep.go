@@ -186,6 +186,13 @@ func (p *Prep) InstallDebs(ctx context.Context, dir string) ([]string, error) {
 		return nil, err
 	}
 	sort.Strings(debs)
+	// A power cut in an earlier run can stop dpkg after our packages were
+	// unpacked and configured but before the triggers they set off ran
+	// (open-iscsi's initramfs rebuild takes minutes): settle whatever dpkg
+	// left pending first; with nothing pending it does nothing.
+	if err := run(ctx, "dpkg", append(p.dpkgRoot(), "--force-confold", "--configure", "-a")...); err != nil {
+		return nil, fmt.Errorf("finish what an earlier dpkg run left: %w", err)
+	}
 	var todo []deb
 	for _, d := range debs {
 		out, err := output(ctx, "dpkg-deb", "-f", d, "Package", "Version", "Pre-Depends")

@@ -141,3 +141,49 @@ func TestRelationNames(t *testing.T) {
 		t.Errorf("relationNames = %q", got)
 	}
 }
+
+// A package dpkg left with its triggers pending (a power cut during an
+// initramfs rebuild) is settled by the next run even when every baked
+// package is installed already.
+func TestInstallDebsSettlesPendingTriggers(t *testing.T) {
+	if _, err := exec.LookPath("dpkg"); err != nil {
+		t.Skip("dpkg is missing")
+	}
+	ctx := context.Background()
+	root := fakeRoot(t)
+	debs := filepath.Join(root, "var/lib/homecloud/debs")
+	os.MkdirAll(debs, 0o755)
+	buildDeb(t, debs, "hc-test-a", "1.0")
+	p := &Prep{Root: root}
+	if _, err := p.InstallDebs(ctx, "/var/lib/homecloud/debs"); err != nil {
+		t.Fatal(err)
+	}
+	// Another package (initramfs-tools on a board) is the one left pending.
+	other := t.TempDir()
+	buildDeb(t, other, "hc-test-c", "3.0")
+	if out, err := exec.Command("dpkg", "--root="+root, "-i", filepath.Join(other, "hc-test-c.deb")).CombinedOutput(); err != nil {
+		t.Fatalf("dpkg -i: %v\n%s", err, out)
+	}
+	status := filepath.Join(root, "var/lib/dpkg/status")
+	b, err := os.ReadFile(status)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pending := strings.Replace(string(b), "Package: hc-test-c\nStatus: install ok installed\n", "Package: hc-test-c\nStatus: install ok triggers-pending\nTriggers-Pending: hc-test-interest\n", 1)
+	if pending == string(b) {
+		t.Fatalf("no installed package in %s:\n%s", status, b)
+	}
+	if err := os.WriteFile(status, []byte(pending), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.installed(ctx, "hc-test-c"); got != "" {
+		t.Fatalf("hc-test-c reads as installed (%q) with its triggers pending", got)
+	}
+	if _, err := p.InstallDebs(ctx, "/var/lib/homecloud/debs"); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.installed(ctx, "hc-test-c"); got != "3.0" {
+		out, _ := exec.Command("dpkg", "--root="+root, "--audit").CombinedOutput()
+		t.Errorf("hc-test-c after the next run: %q, want 3.0 installed; dpkg --audit:\n%s", got, out)
+	}
+}

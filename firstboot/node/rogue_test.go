@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -57,8 +58,15 @@ func rogueMain() {
 	fp := make([]byte, 32)
 	rand.Read(fp)
 	leaf, _ := x509.ParseCertificate(pair.Certificate[0])
+	// A status page that claims the VIP for the rogue.
+	go http.ListenAndServe(net.JoinHostPort(self, "7380"), http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprint(w, `{"node":"home-node0","step":"serve","holds_vip":true}`)
+	}))
 	infos := []discovery.Info{
 		{ClusterID: clusterID, Name: "home-node9", RaftAddr: net.JoinHostPort(self, "7373"), Fingerprint: cluster.Fingerprint(leaf), State: discovery.StateNew},
+		// Named to be asked before the real nodes.
+		{ClusterID: clusterID, Name: "home-node0", RaftAddr: net.JoinHostPort(self, "7373"), Fingerprint: cluster.Fingerprint(leaf), State: discovery.StateMember,
+			StatusAddr: net.JoinHostPort(self, "7380")},
 		{ClusterID: clusterID, Name: "home-node8", RaftAddr: net.JoinHostPort(victim, "7373"), Fingerprint: hex.EncodeToString(fp), State: discovery.StateMember},
 	}
 	// A flood of nodes at addresses where nothing answers: each handshake
@@ -136,7 +144,7 @@ func TestRogueNeverJoins(t *testing.T) {
 			t.Errorf("%s: %d members: %+v", name, len(v.Members), v.Members)
 		}
 		for _, m := range v.Members {
-			if m.ID == "home-node8" || m.ID == "home-node9" {
+			if m.ID == "home-node8" || m.ID == "home-node9" || m.ID == "home-node0" {
 				t.Errorf("%s lets rogue %s into the raft membership", name, m.ID)
 			}
 		}
@@ -156,6 +164,12 @@ func TestRogueNeverJoins(t *testing.T) {
 			if o != n && !strings.Contains(string(b), o.Host.Addr.String()) {
 				t.Errorf("%s's firewall peers lack %s:\n%s", n.Name, o.Name, b)
 			}
+		}
+	}
+	// The rogue's status page claims the VIP: no node may believe it.
+	for name, v := range serving(t, c, 30*time.Second) {
+		if v.VIPHolder == "home-node0" {
+			t.Errorf("%s reports the rogue as the VIP holder", name)
 		}
 	}
 	refused := false

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/homecloud/homecloud/firstboot/discovery"
 	"github.com/homecloud/homecloud/firstboot/keepalived"
 	"github.com/homecloud/homecloud/firstboot/plan"
 	"github.com/homecloud/homecloud/firstboot/status"
@@ -139,7 +140,7 @@ func (n *Node) watchVIP(ctx context.Context) {
 			holder = n.cfg.Name
 		} else {
 			for _, p := range n.others() {
-				if p.StatusAddr == "" {
+				if p.StatusAddr == "" || !n.trusted(p) {
 					continue
 				}
 				fctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
@@ -153,4 +154,37 @@ func (n *Node) watchVIP(ctx context.Context) {
 		}
 		n.board.Update(func(v *status.View) { v.VIPHolder = holder })
 	})
+}
+
+// trusted reports whether an announcement is a node of the cluster: a raft
+// member, or a peer a handshake proved, announced from the address it was
+// proved at, and offering its status there too. Anyone can announce
+// anything over mDNS.
+func (n *Node) trusted(p discovery.Peer) bool {
+	host := func(hostport string) string {
+		h, _, _ := net.SplitHostPort(hostport)
+		return h
+	}
+	if h := host(p.RaftAddr); h == "" || host(p.StatusAddr) != h {
+		return false
+	}
+	n.mu.Lock()
+	proved := n.verified[p.Name] == provedPeer{fingerprint: p.Fingerprint, raftAddr: p.RaftAddr}
+	n.mu.Unlock()
+	if proved {
+		return true
+	}
+	if n.raft == nil {
+		return false
+	}
+	ms, err := n.raft.Members()
+	if err != nil {
+		return false
+	}
+	for _, m := range ms {
+		if m.ID == p.Name && m.Addr == p.RaftAddr {
+			return true
+		}
+	}
+	return false
 }

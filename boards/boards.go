@@ -33,7 +33,10 @@ type Board struct {
 	DTB string `yaml:"dtb"`
 	// Console is the serial console as the kernel's console= takes it.
 	Console string `yaml:"console"`
-	Disk    Disk   `yaml:"disk"`
+	// MemoryMiB is the board's RAM, which the builder holds the service
+	// stack's memory requests against; 0 when it varies (a VM).
+	MemoryMiB int  `yaml:"memory_mib"`
+	Disk      Disk `yaml:"disk"`
 	// UBoot is nil when the board needs no boot loader on the disk.
 	UBoot        *UBoot    `yaml:"uboot"`
 	BaseImage    BaseImage `yaml:"base_image"`

@@ -111,6 +111,8 @@ func Run(ctx context.Context, s *spec.Spec, opts Options) (*Result, error) {
 			s.Out, name, s.Name, name)}
 	}
 
+	warnMemory(s, board, opts.Progress)
+
 	// From here on --out is written, by this build alone.
 	unlock, err := lockOut(s.Out)
 	if err != nil {
@@ -142,6 +144,27 @@ func Run(ctx context.Context, s *spec.Spec, opts Options) (*Result, error) {
 	}
 	warnStale(s, opts.Progress)
 	return res, nil
+}
+
+// warnMemory says when the service stack, as the plan places it, asks a
+// board for more memory than it has: the build goes on (the figures are
+// estimates, and the user may want the images anyway), but the cluster
+// would refuse or evict pods.
+func warnMemory(s *spec.Spec, board *boards.Board, w io.Writer) {
+	if board.MemoryMiB == 0 {
+		return
+	}
+	probs, err := stacksecrets.Overcommitted(s, board.MemoryMiB)
+	if err != nil {
+		progress(w, "WARNING: no memory estimate: %v", err)
+		return
+	}
+	for _, p := range probs {
+		progress(w, "WARNING: memory: %s", p)
+	}
+	if len(probs) > 0 {
+		progress(w, "WARNING: by the estimates in README.md's memory budget, the cluster will refuse or evict pods: switch services off (--services monitoring=off,...) or use more boards (4 hold the whole stack)")
+	}
 }
 
 // warnStale names the images an earlier build with more nodes left in

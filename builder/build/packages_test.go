@@ -2,7 +2,10 @@ package build
 
 import (
 	"slices"
+	"strings"
 	"testing"
+
+	"github.com/homecloud/homecloud/boards"
 )
 
 // The nodes install what the stack they run needs: Longhorn attaches
@@ -46,5 +49,30 @@ func TestNodePackagesServiceUnnamed(t *testing.T) {
 	s.Services = map[string]bool{"monitoring": false}
 	if got := nodePackages(s); !slices.Contains(got, "open-iscsi") {
 		t.Errorf("%v lacks open-iscsi, though Longhorn deploys", got)
+	}
+}
+
+// The builder warns when the stack cannot fit the boards' memory (by the
+// README's estimates): 3 PINE A64-LTS boards cannot hold it all, 4 can.
+func TestWarnMemory(t *testing.T) {
+	board, err := boards.Load("pine64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		warn bool
+	}{
+		{[]string{"--nodes", "4"}, false},
+		{[]string{"--nodes", "3"}, true},
+		{[]string{"--nodes", "3", "--services", "monitoring=off,dashboard=off,portainer=off,nextcloud=off,longhorn=off,calibre-web=off"}, false},
+	} {
+		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
+			var out strings.Builder
+			warnMemory(parseSpec(t, append([]string{"--board", "pine64"}, c.args...)), board, &out)
+			if got := strings.Contains(out.String(), "WARNING: memory:"); got != c.warn {
+				t.Errorf("warning %v, want %v:\n%s", got, c.warn, out.String())
+			}
+		})
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/homecloud/homecloud/builder/secrets"
 	"github.com/homecloud/homecloud/builder/spec"
+	"github.com/homecloud/homecloud/firstboot/plan"
 	"github.com/homecloud/homecloud/internal/cluster"
 	"github.com/homecloud/homecloud/overlays/stack"
 )
@@ -132,4 +133,33 @@ func ImageFile(s *spec.Spec) (secrets.File, error) {
 		return secrets.File{}, err
 	}
 	return secrets.File{Path: stack.ConfigPath, Data: append(b, '\n'), Mode: 0o600}, nil
+}
+
+// Overcommitted names the nodes whose memory the stack, as the spec's
+// plan places it, asks more of than boardMiB (stack.Memory.Overcommitted).
+// It renders with placeholder secrets: passwords take no memory.
+func Overcommitted(s *spec.Spec, boardMiB int) ([]string, error) {
+	var members []plan.Member
+	for i, name := range s.NodeNames() {
+		members = append(members, plan.Member{Name: name, Index: i + 1})
+	}
+	dataDisk := ""
+	if s.DataDiskNode > 0 {
+		dataDisk = s.NodeName(s.DataDiskNode)
+	}
+	p := plan.Compute(members, dataDisk, nil)
+	in := stack.Input{Config: stack.Config{Settings: Settings(s), Secrets: map[string]string{}},
+		Topology: stack.Topology{Servers: p.Servers, Agents: p.Agents, DataDiskNode: p.DataDiskNode}}
+	for _, k := range stack.SecretKeys() {
+		in.Secrets[k] = "estimate-only"
+	}
+	files, err := stack.Render(in)
+	if err != nil {
+		return nil, err
+	}
+	m, err := stack.MemoryOf(files, in)
+	if err != nil {
+		return nil, err
+	}
+	return m.Overcommitted(in.Topology, boardMiB), nil
 }

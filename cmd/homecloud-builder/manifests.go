@@ -54,7 +54,7 @@ func writeManifests(args []string, stdout, stderr io.Writer) int {
 }
 
 // renderStack is the stack for s as the plan every node computes assigns
-// it: the same members, the same data-disk node (none in the spec: the
+// it: the same members, the same data-disk node (--data-disk-node, or the
 // plan's default).
 func renderStack(s *spec.Spec) ([]stack.File, error) {
 	var nodes []secrets.NodeSpec
@@ -78,7 +78,11 @@ func renderStack(s *spec.Spec) ([]stack.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := plan.Compute(members, "", nil)
+	dataDisk := ""
+	if s.DataDiskNode > 0 {
+		dataDisk = s.NodeName(s.DataDiskNode)
+	}
+	p := plan.Compute(members, dataDisk, nil)
 	return stack.Render(stack.Input{Config: cfg, Topology: stack.Topology{Servers: p.Servers, Agents: p.Agents, DataDiskNode: p.DataDiskNode}})
 }
 

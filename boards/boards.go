@@ -104,9 +104,15 @@ type Network struct {
 	// have, most likely first.
 	Interfaces []string `yaml:"interfaces"`
 	// EthDriver is the kernel driver of the LAN interface, as udev reports
-	// it (ID_NET_DRIVER): systemd-networkd's .link and .network files match
-	// on it, since the interface's name differs between kernels.
+	// it (ID_NET_DRIVER, from ethtool's driver field): systemd-networkd's
+	// .link and .network files match on it, since the interface's name
+	// differs between kernels.
 	EthDriver string `yaml:"eth_driver"`
+	// EthPath is udev's ID_PATH of the LAN interface, matched instead of
+	// the driver when set: stmmac-based MACs report "st_gmac" or
+	// "st_mac100" to ethtool whatever their platform driver, so the path
+	// of the SoC's one MAC is the narrower match.
+	EthPath string `yaml:"eth_path"`
 }
 
 // QEMU is how to boot a QEMU-only board.

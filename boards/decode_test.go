@@ -54,7 +54,10 @@ func TestDecode(t *testing.T) {
 			return strings.Replace(s, "hold_packages: {debian: [linux-image-arm64]}", "hold_packages: {}", 1)
 		}, "hold_packages"},
 		{"no interfaces", func(s string) string { return strings.Replace(s, "[eth0]", "[]", 1) }, "network.interfaces"},
-		{"no eth driver", func(s string) string { return strings.Replace(s, ", eth_driver: virtio_net", "", 1) }, "network.eth_driver"},
+		{"no eth driver or path", func(s string) string { return strings.Replace(s, ", eth_driver: virtio_net", "", 1) }, "no eth_driver or eth_path"},
+		{"eth path with a space", func(s string) string {
+			return strings.Replace(s, ", eth_driver: virtio_net", ", eth_path: platform 1c30000", 1)
+		}, "network.eth_path"},
 		{"two documents", func(s string) string { return s + "---\nname: test\n" }, "more than one YAML document"},
 	}
 	for _, tt := range tests {

@@ -69,8 +69,13 @@ func (b *Board) validate() error {
 	if len(b.HoldPackages.Armbian)+len(b.HoldPackages.Debian) == 0 {
 		add("hold_packages: none: list the kernel and boot loader packages")
 	}
-	if d := b.Network.EthDriver; d == "" || strings.ContainsAny(d, " \t\n*?[") {
-		add("network.eth_driver: %q, want the LAN interface's kernel driver name, e.g. dwmac-sun8i", d)
+	switch d, p := b.Network.EthDriver, b.Network.EthPath; {
+	case d == "" && p == "":
+		add("network: no eth_driver or eth_path: give the LAN interface's driver as udev reports it (ID_NET_DRIVER, e.g. virtio_net) or its path (ID_PATH, e.g. platform-1c30000.ethernet)")
+	case strings.ContainsAny(d, " \t\n*?["):
+		add("network.eth_driver: %q, want the LAN interface's driver as udev reports it (ID_NET_DRIVER), e.g. virtio_net", d)
+	case strings.ContainsAny(p, " \t\n*?["):
+		add("network.eth_path: %q, want the LAN interface's udev ID_PATH, e.g. platform-1c30000.ethernet", p)
 	}
 	if len(b.Network.Interfaces) == 0 {
 		add("network.interfaces: none")

@@ -7,7 +7,7 @@ import (
 	"github.com/homecloud/homecloud/internal/cluster"
 )
 
-type board struct{ EthDriver string }
+type board struct{ EthDriver, EthPath string }
 
 type data struct {
 	Node      cluster.Node
@@ -17,7 +17,7 @@ type data struct {
 
 func sample(mode string) data {
 	n := cluster.Node{Network: cluster.Network{Mode: mode, Address: "10.9.0.11/24", Gateway: "10.9.0.1", MAC: "02:aa:bb:cc:dd:01"}}
-	return data{Node: n, Board: board{EthDriver: "dwmac-sun8i"}, AdminUser: "family"}
+	return data{Node: n, Board: board{EthDriver: "virtio_net"}, AdminUser: "family"}
 }
 
 func find(t *testing.T, files []File, p string) File {
@@ -37,7 +37,7 @@ func TestRender(t *testing.T) {
 		want       []string
 		wantNot    []string
 	}{
-		{"static", "/etc/systemd/network/10-homecloud.network", []string{"Address=10.9.0.11/24", "Gateway=10.9.0.1", "Driver=dwmac-sun8i"}, []string{"DHCP="}},
+		{"static", "/etc/systemd/network/10-homecloud.network", []string{"Address=10.9.0.11/24", "Gateway=10.9.0.1", "Driver=virtio_net"}, []string{"DHCP="}},
 		{"dhcp", "/etc/systemd/network/10-homecloud.network", []string{"DHCP=ipv4"}, []string{"Address="}},
 		{"static", "/etc/systemd/network/10-homecloud.link", []string{"MACAddress=02:aa:bb:cc:dd:01"}, nil},
 		{"static", "/etc/ssh/sshd_config.d/10-homecloud.conf", []string{"AllowUsers family", "PermitRootLogin no", "PasswordAuthentication no"}, nil},
@@ -82,6 +82,23 @@ func TestNoTemplateLeftUnrendered(t *testing.T) {
 	for _, f := range files {
 		if strings.HasSuffix(f.Path, ".tmpl") || strings.Contains(string(f.Data), "{{") {
 			t.Errorf("%s still holds template syntax", f.Path)
+		}
+	}
+}
+
+// A board with a path matches its LAN interface by it, in both the .link
+// (the MAC) and the .network (the address), and not by driver.
+func TestRenderMatchesByPath(t *testing.T) {
+	d := sample("static")
+	d.Board = board{EthDriver: "st_mac100", EthPath: "platform-1c30000.ethernet"}
+	files, err := Render(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"/etc/systemd/network/10-homecloud.network", "/etc/systemd/network/10-homecloud.link"} {
+		f := string(find(t, files, p).Data)
+		if !strings.Contains(f, "[Match]\nPath=platform-1c30000.ethernet\n") || strings.Contains(f, "Driver=") {
+			t.Errorf("%s does not match by path alone:\n%s", p, f)
 		}
 	}
 }

@@ -150,8 +150,12 @@ func checkImages(t *testing.T, f *fixture, res *Result, base, board string, node
 				t.Errorf("getty drop-in does not undo the autologin:\n%s", getty)
 			}
 			link := cat(t, img.Path, "/etc/systemd/network/10-homecloud.link")
-			if !strings.Contains(link, "MACAddress="+img.MAC) || !strings.Contains(link, "Driver="+b.Network.EthDriver) {
-				t.Errorf("10-homecloud.link:\n%s\nwant MAC %s and driver %s", link, img.MAC, b.Network.EthDriver)
+			match := "Driver=" + b.Network.EthDriver
+			if b.Network.EthPath != "" {
+				match = "Path=" + b.Network.EthPath
+			}
+			if !strings.Contains(link, "MACAddress="+img.MAC) || !strings.Contains(link, match) {
+				t.Errorf("10-homecloud.link:\n%s\nwant MAC %s and %s", link, img.MAC, match)
 			}
 			n := nodeJSON(t, img.Path)
 			if n.Name != img.Node || n.Index != i+1 || n.Expect != nodes || n.Board != board || n.ClusterID != res.ClusterID ||

@@ -76,8 +76,9 @@ type overlayData struct {
 type overlayBoard struct {
 	Name      string
 	EthDriver string
+	EthPath   string
 }
 
 func newOverlayData(n cluster.Node, board *boards.Board) overlayData {
-	return overlayData{Node: n, Board: overlayBoard{Name: board.Name, EthDriver: board.Network.EthDriver}, AdminUser: n.AdminUser}
+	return overlayData{Node: n, Board: overlayBoard{Name: board.Name, EthDriver: board.Network.EthDriver, EthPath: board.Network.EthPath}, AdminUser: n.AdminUser}
 }

@@ -43,7 +43,7 @@ func overlayRules(t *testing.T, root string, n cluster.Node) string {
 	t.Helper()
 	data := struct {
 		Node      cluster.Node
-		Board     struct{ Name, EthDriver string }
+		Board     struct{ Name, EthDriver, EthPath string }
 		AdminUser string
 	}{Node: n, AdminUser: "family"}
 	files, err := overlays.Render(data)

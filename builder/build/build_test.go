@@ -165,6 +165,11 @@ func checkImages(t *testing.T, f *fixture, res *Result, base, board string, node
 			if !slices.Equal(n.HoldPackages, b.HoldPackages.Armbian) {
 				t.Errorf("hold packages %q, want the Armbian ones %q (the base has /etc/armbian-release)", n.HoldPackages, b.HoldPackages.Armbian)
 			}
+			// Armbian keeps /var/log in a 50 MB RAM disk: the journal stays
+			// at Armbian's 20 MB, under our own drop-in's 64 MB.
+			if j := cat(t, img.Path, armbianJournalDropIn); !strings.Contains(j, "SystemMaxUse=20M") {
+				t.Errorf("%s: %q, want SystemMaxUse=20M on an Armbian base", armbianJournalDropIn, j)
+			}
 			configs = append(configs, n)
 		})
 	}

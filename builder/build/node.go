@@ -99,6 +99,7 @@ func populate(fsys ext4fs.FS, in *inputs, s *spec.Spec, b *secrets.NodeBundle, s
 	files = append(files, file{path: stackFile.Path, data: stackFile.Data, mode: stackFile.Mode})
 	files = append(files, file{path: "/etc/ssh/authorized_keys/" + s.AdminUser, data: in.sshKeys, mode: 0o644})
 	files = append(files, in.rootfs.noAutologin...)
+	files = append(files, in.rootfs.armbianFiles...)
 	if in.rootfs.machineID {
 		// Clones sharing a machine-id share networkd's DHCP client id,
 		// hence one lease. An empty file makes systemd generate one per

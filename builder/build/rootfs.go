@@ -37,6 +37,8 @@ type baseRootFS struct {
 	remove []string
 	// noAutologin are getty drop-ins that undo a root autologin.
 	noAutologin []file
+	// armbianFiles are drop-ins that fit our settings to Armbian's.
+	armbianFiles []file
 	// machineID is true when the base carries a machine-id every clone
 	// would share.
 	machineID bool
@@ -54,6 +56,19 @@ type file struct {
 type unitLinks struct {
 	unit  string
 	links [][2]string // {target, link}
+}
+
+// armbianJournalDropIn sorts after overlays' homecloud.conf, so its
+// SystemMaxUse wins.
+const armbianJournalDropIn = "/etc/systemd/journald.conf.d/zz-homecloud-armbian.conf"
+
+// armbianJournal keeps the journal within Armbian's RAM log: Armbian holds
+// /var/log in a 50 MB compressed-RAM disk (armbian-ramlog) synced to the
+// card, caps the journal at 20 MB itself (armbian-zram-config), and rotates
+// and empties every log once /var/log is 75 % full; our 64 MB would keep
+// it there, emptying the logs every 15 minutes.
+func armbianJournal() []byte {
+	return []byte("# Within Armbian's 50 MB RAM log (armbian-ramlog); see builder/build/rootfs.go.\n[Journal]\nSystemMaxUse=20M\n")
 }
 
 // Armbian's first-run pieces: the marker that starts the interactive
@@ -88,6 +103,9 @@ func inspectRootFS(ctx context.Context, image string, offset int64) (baseRootFS,
 	}
 	if r.armbian, err = fsys.Exists("/etc/armbian-release"); err != nil {
 		return r, err
+	}
+	if r.armbian {
+		r.armbianFiles = append(r.armbianFiles, file{path: armbianJournalDropIn, data: armbianJournal(), mode: 0o644})
 	}
 	if ok, err := fsys.Exists(armbianFirstLoginMarker()); err != nil {
 		return r, err

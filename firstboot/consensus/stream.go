@@ -27,7 +27,12 @@ type streamLayer struct {
 	timeout   time.Duration // bound on every handshake
 	log       *slog.Logger
 
-	refused   atomic.Int64 // handshakes that failed: foreign certificates, scanners
+	refused   atomic.Int64  // handshakes that failed: foreign certificates, scanners
+	slots     chan struct{} // handshakes in flight, at most maxHandshakes
+	mu        sync.Mutex
+	bySource  map[string]int // handshakes in flight per remote address
+	lastLog   time.Time      // of a refusal: a flood must not flood the journal too
+	quiet     int            // refusals not logged since lastLog
 	conns     chan net.Conn
 	ctx       context.Context // cancelled by Close: ends pending handshakes
 	cancel    context.CancelFunc
@@ -51,12 +56,24 @@ func newStreamLayer(ln net.Listener, advertise string, id *cluster.Identity, tim
 		log:       log,
 		conns:     make(chan net.Conn),
 		done:      make(chan struct{}),
+		slots:     make(chan struct{}, maxHandshakes),
+		bySource:  map[string]int{},
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.wg.Add(1)
 	go s.acceptLoop()
 	return s
 }
+
+// Raft's port is open to the LAN (its mutual TLS is the check), so what a
+// stranger's connection costs before it fails the handshake is bounded: a
+// goroutine and a buffered ClientHello (~176 KiB for a 64 KiB one) until
+// the timeout. maxHandshakes of them at most, and few per remote address,
+// so one device cannot take every slot from the members.
+const (
+	maxHandshakes          = 64
+	maxHandshakesPerSource = 8
+)
 
 // acceptLoop hands each raw connection to its own handshake so one peer
 // that connects and says nothing cannot hold up the others.
@@ -81,20 +98,74 @@ func (s *streamLayer) acceptLoop() {
 			}
 			continue
 		}
+		source := remoteHost(c)
+		if !s.admit(source) {
+			s.refuse(c, errors.New("too many handshakes in flight"))
+			continue
+		}
 		s.wg.Add(1)
-		go s.handshake(c)
+		go s.handshake(c, source)
 	}
 }
 
-func (s *streamLayer) handshake(c net.Conn) {
+func remoteHost(c net.Conn) string {
+	host, _, err := net.SplitHostPort(c.RemoteAddr().String())
+	if err != nil {
+		return c.RemoteAddr().String()
+	}
+	return host
+}
+
+// admit takes a handshake slot for source, if one is free.
+func (s *streamLayer) admit(source string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.bySource[source] >= maxHandshakesPerSource {
+		return false
+	}
+	select {
+	case s.slots <- struct{}{}:
+	default:
+		return false
+	}
+	s.bySource[source]++
+	return true
+}
+
+func (s *streamLayer) release(source string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	<-s.slots
+	if s.bySource[source]--; s.bySource[source] <= 0 {
+		delete(s.bySource, source)
+	}
+}
+
+// refuse closes c and logs it, at most once a second with a count of the
+// refusals in between.
+func (s *streamLayer) refuse(c net.Conn, err error) {
+	c.Close()
+	s.refused.Add(1)
+	s.mu.Lock()
+	if time.Since(s.lastLog) < time.Second {
+		s.quiet++
+		s.mu.Unlock()
+		return
+	}
+	quiet := s.quiet
+	s.lastLog, s.quiet = time.Now(), 0
+	s.mu.Unlock()
+	s.log.Warn("refused raft connection", "remote", c.RemoteAddr().String(), "error", err, "refused_unlogged", quiet)
+}
+
+func (s *streamLayer) handshake(c net.Conn, source string) {
 	defer s.wg.Done()
+	defer s.release(source)
 	tc := tls.Server(c, s.server)
 	ctx, cancel := context.WithTimeout(s.ctx, s.timeout)
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
-		s.refused.Add(1)
-		s.log.Warn("refused raft connection", "remote", c.RemoteAddr().String(), "error", err)
-		c.Close()
+		s.refuse(c, err)
 		return
 	}
 	select {

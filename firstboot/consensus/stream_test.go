@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -152,5 +154,37 @@ func TestVerifyPeer(t *testing.T) {
 	err = n.VerifyPeer(ctx, ln.Addr().String(), "node1", cluster.Fingerprint(rogueID.Leaf))
 	if err == nil || !strings.Contains(err.Error(), "not from the cluster CA") {
 		t.Fatalf("VerifyPeer(foreign server) = %v, want a CA error", err)
+	}
+}
+
+// Raft's port is open to the LAN: a device that opens connection after
+// connection and never finishes a handshake gets a few slots, the rest
+// are closed at once, and a member still gets through meanwhile.
+func TestStreamLayerBoundsHandshakes(t *testing.T) {
+	h := newHarness(t)
+	n := h.open(1, "127.0.0.1:0")
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
+	var held, closed int
+	for range 3 * maxHandshakesPerSource {
+		c, err := d.Dial("tcp", n.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		// A refused connection is closed by the server right away; an
+		// admitted one waits for a ClientHello that never comes.
+		c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		if _, err := c.Read(make([]byte, 1)); errors.Is(err, os.ErrDeadlineExceeded) {
+			held++
+		} else {
+			closed++
+		}
+	}
+	if held != maxHandshakesPerSource || closed != 2*maxHandshakesPerSource {
+		t.Errorf("one source: %d connections held, %d closed; want %d held", held, closed, maxHandshakesPerSource)
+	}
+	ctx := ctxT(t, 3*time.Second)
+	if err := n.VerifyPeer(ctx, n.Addr(), "node1", cluster.Fingerprint(h.ids["node1"].Leaf)); err != nil {
+		t.Fatalf("a member's handshake while a stranger holds its slots: %v", err)
 	}
 }

@@ -104,7 +104,11 @@ func (b *Board) Serve(ctx context.Context, addr string) error {
 	if err != nil {
 		return fmt.Errorf("status listen %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: b.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	// Every connection ends: peers and pods reach this port, and without a
+	// read or idle timeout net/http keeps an idle keep-alive connection
+	// for ever. The write timeout leaves room for the probe of k3s.
+	srv := &http.Server{Handler: b.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 5 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 10 * time.Second, MaxHeaderBytes: 8 << 10}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), time.Second)

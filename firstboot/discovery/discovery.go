@@ -23,6 +23,11 @@
 //     Announcer.Update for what is done instead.
 //   - Close sends the goodbye (TTL 0) once; browses report it as a removal.
 //     If that packet is lost, the peer expires after TTL.
+//   - A browse reports an entry again only when it changes, and honours
+//     any TTL: a Watcher keeps every distinct announcement (a false claim
+//     of a name must not hide the node), at most maxEntries, forgets those
+//     not heard for maxTTL, and restarts its browse so that live ones are
+//     heard again.
 //
 // mDNS is unauthenticated: anyone on the LAN can announce anything. What a
 // Watcher reports is a hint of whom to dial; the consensus layer verifies

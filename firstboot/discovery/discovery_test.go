@@ -180,9 +180,9 @@ func TestWatcherState(t *testing.T) {
 	step("malformed", func() { w.upsert(bad, t0) }, false, "node1/new", "node2/new")
 	step("derived raft address", func() { w.upsert(entry("node3", derived, "10.77.1.13"), t0) }, true, "node1/new", "node2/new", "node3/new")
 	step("update", func() { w.upsert(entry("node2", member, "10.77.1.12"), t0.Add(2*time.Second)) }, true, "node1/new", "node2/member", "node3/new")
-	step("name clash, newer wins", func() { w.upsert(entry("node2-rogue", clash, "10.77.1.66"), t0.Add(3*time.Second)) }, true, "node1/new", "node2/new", "node3/new")
-	step("removal", func() { w.remove("node1", "test") }, true, "node2/new", "node3/new")
-	step("clash withdrawn, first claim again", func() { w.remove("node2-rogue", "test") }, true, "node2/member", "node3/new")
+	step("name clash, both kept", func() { w.upsert(entry("node2-rogue", clash, "10.77.1.66"), t0.Add(3*time.Second)) }, true, "node1/new", "node2/member", "node2/new", "node3/new")
+	step("removal", func() { w.remove(announcementKey(entry("node1", info("node1"), "10.77.1.11")), "test") }, true, "node2/member", "node2/new", "node3/new")
+	step("clash withdrawn", func() { w.remove(announcementKey(entry("node2-rogue", clash, "10.77.1.66")), "test") }, true, "node2/member", "node3/new")
 	step("turns into another cluster", func() {
 		w.upsert(entry("node3", func() Info { i := derived; i.ClusterID = "beef"; return i }(), "10.77.1.13"), t0)
 	}, true, "node2/member")

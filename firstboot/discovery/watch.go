@@ -1,6 +1,7 @@
 package discovery
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -22,7 +23,8 @@ type Peer struct {
 	// Addrs are the addresses announced for the node's host name.
 	Addrs []netip.Addr
 	// LastSeen is when the announcement last arrived or changed; the
-	// browse does not report answers that repeat what it knows.
+	// browse does not report answers that repeat what it knows, but each
+	// new browse (every rebrowse) reports every live announcement again.
 	LastSeen time.Time
 }
 
@@ -33,7 +35,43 @@ type Watcher struct {
 	changed   chan struct{}
 
 	mu      sync.Mutex
-	entries map[string]Peer // by DNS-SD instance name
+	entries map[string]Peer // by announcementKey
+	names   map[string]int  // entries per node name
+	full    bool            // refusing: warned once, not per packet of a flood
+}
+
+// Anyone on the LAN can announce anything, so the Watcher keeps every
+// distinct announcement, and bounds what it keeps.
+const (
+	// maxEntries bounds memory and the work of each round of proofs. When
+	// full, new announcements are refused rather than older ones evicted:
+	// a flood must not push out the real nodes, which announce from boot
+	// and are known by then; junk expires after maxTTL unless repeated.
+	maxEntries = 256
+	// maxTTL is the longest an announcement is kept without being heard
+	// again, whatever TTL it claims: a one-off spoof with a huge TTL must
+	// not stay for good. Nodes announce with TTL, no longer.
+	maxTTL = 2 * time.Minute
+	// rebrowse is how long one browse runs: it reports an entry only when
+	// it changes, so a live node's repeated answers refresh nothing until
+	// a new browse reports them afresh.
+	rebrowse = maxTTL / 2
+)
+
+// announcementKey identifies one announcement: the DNS-SD instance name
+// and the host's addresses. Keying by name alone let an announcement that
+// claims a real node's name hide the real one; by instance alone, one
+// that reuses its instance name from another host would.
+func announcementKey(e *zeroconf.ServiceEntry) string {
+	var b strings.Builder
+	b.WriteString(e.Instance)
+	for _, ip := range slices.Concat(e.AddrIPv4, e.AddrIPv6) {
+		if a, ok := netip.AddrFromSlice(ip); ok {
+			b.WriteByte(' ')
+			b.WriteString(a.Unmap().String())
+		}
+	}
+	return b.String()
 }
 
 // retry bounds how often a browse that cannot open its sockets is retried.
@@ -67,27 +105,29 @@ func newWatcher(log *slog.Logger, clusterID string) *Watcher {
 		log:       log,
 		changed:   make(chan struct{}, 1),
 		entries:   make(map[string]Peer),
+		names:     make(map[string]int),
 	}
 }
 
-// Peers returns the nodes of the cluster seen and not yet expired or
-// withdrawn, sorted by name. When two announcements claim one name, the
-// one that arrived last wins (a warning was logged when they arrived).
+// Peers returns the announcements of the cluster seen and not yet
+// expired or withdrawn, sorted by name. Several may claim one name: only
+// a TLS handshake tells which, if any, is that node.
 func (w *Watcher) Peers() []Peer {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	byName := make(map[string]Peer, len(w.entries))
-	for _, p := range w.entries {
-		if q, ok := byName[p.Name]; !ok || p.LastSeen.After(q.LastSeen) {
-			byName[p.Name] = p
-		}
+	keys := make([]string, 0, len(w.entries))
+	for k := range w.entries {
+		keys = append(keys, k)
 	}
-	out := make([]Peer, 0, len(byName))
-	for _, p := range byName {
+	slices.SortFunc(keys, func(a, b string) int {
+		return cmp.Or(strings.Compare(w.entries[a].Name, w.entries[b].Name), strings.Compare(a, b))
+	})
+	out := make([]Peer, 0, len(keys))
+	for _, k := range keys {
+		p := w.entries[k]
 		p.Addrs = slices.Clone(p.Addrs)
 		out = append(out, p)
 	}
-	slices.SortFunc(out, func(a, b Peer) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 
@@ -110,18 +150,26 @@ func (w *Watcher) run(ctx context.Context, ifaces []net.Interface) {
 	defer func() {
 		w.mu.Lock()
 		clear(w.entries)
+		clear(w.names)
 		w.mu.Unlock()
 		close(w.changed)
 	}()
 	wait := retryMin
 	for ctx.Err() == nil {
-		err := w.browse(ctx, ifaces, zeroconf.IPv4AndIPv6)
-		if err != nil && ctx.Err() == nil {
+		bctx, cancel := context.WithTimeout(ctx, rebrowse)
+		err := w.browse(bctx, ifaces, zeroconf.IPv4AndIPv6)
+		if err != nil && bctx.Err() == nil {
 			w.log.Debug("mdns: browse over IPv4 and IPv6 failed, trying IPv4 only", "err", err)
-			err = w.browse(ctx, ifaces, zeroconf.IPv4)
+			err = w.browse(bctx, ifaces, zeroconf.IPv4)
 		}
+		cancel()
 		if ctx.Err() != nil {
 			return
+		}
+		w.expire(time.Now())
+		if err == nil { // ran its term
+			wait = retryMin
+			continue
 		}
 		w.log.Warn("mdns: browse stopped, retrying", "interfaces", ifaceNames(ifaces), "err", err, "in", wait)
 		select {
@@ -153,7 +201,7 @@ func (w *Watcher) browse(ctx context.Context, ifaces []net.Interface, ipType zer
 					removed = nil
 					continue
 				}
-				w.remove(e.Instance, "withdrawn or expired")
+				w.remove(announcementKey(e), "withdrawn or expired")
 			case <-stop:
 				// Browse failed before it started its loop, which is
 				// what closes the channels.
@@ -173,15 +221,16 @@ func (w *Watcher) browse(ctx context.Context, ifaces []net.Interface, ipType zer
 // upsert records one reported entry, or drops it when it is not a valid
 // announcement of this cluster.
 func (w *Watcher) upsert(e *zeroconf.ServiceEntry, now time.Time) {
+	key := announcementKey(e)
 	info, err := parseTXT(e.Text)
 	if err != nil {
 		w.log.Debug("mdns: ignoring malformed announcement", "instance", e.Instance, "txt", e.Text, "err", err)
-		w.remove(e.Instance, "now malformed")
+		w.remove(key, "now malformed")
 		return
 	}
 	if info.ClusterID != w.clusterID {
 		w.log.Debug("mdns: ignoring another cluster", "instance", e.Instance, "cluster", info.ClusterID)
-		w.remove(e.Instance, "now in another cluster")
+		w.remove(key, "now in another cluster")
 		return
 	}
 	addrs := make([]netip.Addr, 0, len(e.AddrIPv4)+len(e.AddrIPv6))
@@ -193,21 +242,41 @@ func (w *Watcher) upsert(e *zeroconf.ServiceEntry, now time.Time) {
 	r, _ := parseRaftAddr(info.RaftAddr) // validated by parseTXT
 	if info.RaftAddr, err = r.resolve(addrs, e.Port); err != nil {
 		w.log.Debug("mdns: ignoring announcement without a dialable raft address", "instance", e.Instance, "err", err)
-		w.remove(e.Instance, "no dialable address")
+		w.remove(key, "no dialable address")
 		return
 	}
 	p := Peer{Info: info, Addrs: addrs, LastSeen: now}
 
 	w.mu.Lock()
-	old, had := w.entries[e.Instance]
-	w.entries[e.Instance] = p
-	for inst, q := range w.entries {
-		if q.Name == p.Name && q.Fingerprint != p.Fingerprint && inst != e.Instance {
-			w.log.Warn("mdns: two announcements claim one name; the newer wins until TLS says otherwise",
-				"name", p.Name, "instance", e.Instance, "fingerprint", p.Fingerprint, "other_instance", inst, "other_fingerprint", q.Fingerprint)
+	old, had := w.entries[key]
+	if !had && len(w.entries) >= maxEntries {
+		w.expireLocked(now)
+	}
+	if !had && len(w.entries) >= maxEntries {
+		warn := !w.full
+		w.full = true
+		w.mu.Unlock()
+		if warn {
+			w.log.Warn("mdns: too many announcements, ignoring new ones", "limit", maxEntries, "name", p.Name, "instance", e.Instance, "addrs", addrs)
 		}
+		return
+	}
+	if !had {
+		w.full = false
+	}
+	w.entries[key] = p
+	claims := w.names[p.Name]
+	if had && old.Name != p.Name {
+		w.forgetName(old.Name)
+	}
+	if !had || old.Name != p.Name {
+		w.names[p.Name]++
 	}
 	w.mu.Unlock()
+	if claims > 0 && (!had || old.Name != p.Name) {
+		w.log.Warn("mdns: several announcements claim one name; TLS will tell which is the node",
+			"name", p.Name, "instance", e.Instance, "addrs", addrs, "fingerprint", p.Fingerprint, "claims", claims+1)
+	}
 	if had && old.Fingerprint != p.Fingerprint {
 		w.log.Warn("mdns: peer changed its certificate fingerprint", "name", p.Name, "instance", e.Instance, "old", old.Fingerprint, "new", p.Fingerprint)
 	}
@@ -218,13 +287,45 @@ func (w *Watcher) upsert(e *zeroconf.ServiceEntry, now time.Time) {
 	w.notify()
 }
 
-func (w *Watcher) remove(instance, why string) {
+func (w *Watcher) remove(key, why string) {
 	w.mu.Lock()
-	p, had := w.entries[instance]
-	delete(w.entries, instance)
+	p, had := w.entries[key]
+	if had {
+		delete(w.entries, key)
+		w.forgetName(p.Name)
+	}
 	w.mu.Unlock()
 	if had {
-		w.log.Debug("mdns: peer gone", "name", p.Name, "instance", instance, "why", why)
+		w.log.Debug("mdns: peer gone", "name", p.Name, "announcement", key, "why", why)
 		w.notify()
+	}
+}
+
+// expire drops the announcements not heard for maxTTL.
+func (w *Watcher) expire(now time.Time) {
+	w.mu.Lock()
+	n := w.expireLocked(now)
+	w.mu.Unlock()
+	if n > 0 {
+		w.log.Debug("mdns: announcements expired", "count", n, "after", maxTTL)
+		w.notify()
+	}
+}
+
+func (w *Watcher) expireLocked(now time.Time) int {
+	n := 0
+	for k, p := range w.entries {
+		if now.Sub(p.LastSeen) > maxTTL {
+			delete(w.entries, k)
+			w.forgetName(p.Name)
+			n++
+		}
+	}
+	return n
+}
+
+func (w *Watcher) forgetName(name string) {
+	if w.names[name]--; w.names[name] <= 0 {
+		delete(w.names, name)
 	}
 }

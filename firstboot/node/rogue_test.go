@@ -20,6 +20,7 @@ import (
 	"github.com/homecloud/homecloud/firstboot/discovery"
 	"github.com/homecloud/homecloud/firstboot/harden"
 	"github.com/homecloud/homecloud/internal/cluster"
+	"github.com/homecloud/homecloud/internal/clustertest"
 )
 
 // rogueMain runs inside a lab namespace as a device that is not part of the
@@ -83,6 +84,34 @@ func rogueMain() {
 			os.Exit(1)
 		}
 	}
+	// Claim every real node's name at the rogue's address, changed again
+	// and again, so that each claim is nearly always the newest a browse
+	// reported for its name (the newest won before every claim was kept).
+	go func() {
+		var shadows []*discovery.Announcer
+		var infos []discovery.Info
+		for _, name := range strings.Split(os.Getenv("ROGUE_SHADOW"), ",") {
+			info := discovery.Info{ClusterID: clusterID, Name: name, RaftAddr: net.JoinHostPort(self, "7373"),
+				Fingerprint: cluster.Fingerprint(leaf), State: discovery.StateNew}
+			a, err := discovery.Announce(ctx, discovery.Config{Interfaces: []string{"eth0"}, Instance: name + "-shadow"}, info)
+			if err != nil {
+				fmt.Println("error", err)
+				os.Exit(1)
+			}
+			shadows, infos = append(shadows, a), append(infos, info)
+		}
+		for ctx.Err() == nil {
+			time.Sleep(300 * time.Millisecond)
+			for i, a := range shadows {
+				if infos[i].State == discovery.StateNew {
+					infos[i].State = discovery.StateMember
+				} else {
+					infos[i].State = discovery.StateNew
+				}
+				a.Update(infos[i])
+			}
+		}
+	}()
 	// Knock on the victim's raft port with the foreign certificate.
 	for ctx.Err() == nil {
 		d := tls.Dialer{NetDialer: &net.Dialer{Timeout: time.Second}, Config: &tls.Config{Certificates: []tls.Certificate{pair}, InsecureSkipVerify: true, MinVersion: tls.VersionTLS13}}
@@ -111,7 +140,8 @@ func TestRogueNeverJoins(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := rh.Command(ctx, os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "HOMECLOUD_ROGUE=1", "ROGUE_CLUSTER_ID="+clusterID(t, c), "ROGUE_ADDR="+rh.Addr.String(), "ROGUE_VICTIM="+c.Nodes[0].Host.Addr.String())
+	cmd.Env = append(os.Environ(), "HOMECLOUD_ROGUE=1", "ROGUE_CLUSTER_ID="+clusterID(t, c), "ROGUE_ADDR="+rh.Addr.String(), "ROGUE_VICTIM="+c.Nodes[0].Host.Addr.String(),
+		"ROGUE_SHADOW="+strings.Join(nodeNames(c), ","))
 	out, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -188,4 +218,12 @@ func TestRogueNeverJoins(t *testing.T) {
 			t.Fatal("the rogue never reported a refused handshake")
 		}
 	}
+}
+
+func nodeNames(c *clustertest.Cluster) []string {
+	var out []string
+	for _, n := range c.Nodes {
+		out = append(out, n.Name)
+	}
+	return out
 }

@@ -120,7 +120,7 @@ func (n *Node) discover(ctx context.Context) error {
 	}
 	start := n.waitSince
 	for {
-		seen := len(n.others())
+		seen := len(n.oneByName(n.others()))
 		n.board.Update(func(v *status.View) { v.Peers = n.viewPeers() })
 		if seen+1 >= n.cfg.Expect || n.anyMember() {
 			n.log.Info("peers found", "seen", seen, "expect", n.cfg.Expect, "after", time.Since(start).Round(time.Millisecond))
@@ -157,7 +157,9 @@ func (n *Node) info() discovery.Info {
 	}
 }
 
-// others are the peers of our cluster seen over mDNS, without ourselves.
+// others are the announcements of our cluster seen over mDNS, without
+// ourselves: candidates, possibly several for one name, since anyone can
+// claim any name.
 func (n *Node) others() []discovery.Peer {
 	var out []discovery.Peer
 	for _, p := range n.watcher.Peers() {
@@ -177,9 +179,28 @@ func (n *Node) anyMember() bool {
 	return false
 }
 
+// oneByName keeps one announcement per name, the proved one if any, so
+// that a name claimed several times counts once.
+func (n *Node) oneByName(peers []discovery.Peer) []discovery.Peer {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var out []discovery.Peer
+	at := map[string]int{}
+	for _, p := range peers {
+		i, dup := at[p.Name]
+		if !dup {
+			at[p.Name] = len(out)
+			out = append(out, p)
+		} else if n.verified[p.Name] == (provedPeer{fingerprint: p.Fingerprint, raftAddr: p.RaftAddr}) {
+			out[i] = p
+		}
+	}
+	return out
+}
+
 func (n *Node) viewPeers() []status.Peer {
 	var out []status.Peer
-	for _, p := range n.others() {
+	for _, p := range n.oneByName(n.others()) {
 		out = append(out, status.Peer{Name: p.Name, RaftAddr: p.RaftAddr, State: p.State})
 	}
 	return out
@@ -198,9 +219,6 @@ func indexOf(name string) int {
 	return i
 }
 
-// verifiedPeers are the mDNS peers that proved, by a TLS handshake against
-// the cluster CA, that they hold the certificate they announce. mDNS is
-// unauthenticated: nothing else from it is trusted.
 // Proving announced peers: a handshake is bounded, a few run at once, and
 // an announcement that failed is left alone for a while, so a device that
 // announces many names pointing nowhere cannot stall bootstrap or the
@@ -221,8 +239,21 @@ type refusal struct {
 	next  time.Duration
 }
 
+// verifiedPeers are the mDNS peers that proved, by a TLS handshake against
+// the cluster CA, that they hold the certificate they announce, one per
+// name. mDNS is unauthenticated: nothing else from it is trusted, and every
+// announcement of a name is tried, so a false claim cannot hide the node.
 func (n *Node) verifiedPeers(ctx context.Context) []consensus.Peer {
-	peers := n.others()
+	// Announcements differing only in the host they came from dial the
+	// same address: one handshake proves them all.
+	var peers []discovery.Peer
+	tried := map[string]bool{}
+	for _, p := range n.others() {
+		if key := p.Name + " " + p.Fingerprint + " " + p.RaftAddr; !tried[key] {
+			tried[key] = true
+			peers = append(peers, p)
+		}
+	}
 	ok := make([]bool, len(peers))
 	now := time.Now()
 	sem := make(chan struct{}, verifyParallel)
@@ -266,12 +297,16 @@ func (n *Node) verifiedPeers(ctx context.Context) []consensus.Peer {
 	}
 	n.mu.Unlock()
 	wg.Wait()
-	var out []consensus.Peer
+	var proved []discovery.Peer
 	for i, p := range peers {
 		if ok[i] {
-			out = append(out, consensus.Peer{ID: p.Name, Addr: p.RaftAddr, Fingerprint: p.Fingerprint,
-				Index: indexOf(p.Name), HasState: p.State == discovery.StateMember})
+			proved = append(proved, p)
 		}
+	}
+	var out []consensus.Peer
+	for _, p := range n.oneByName(proved) {
+		out = append(out, consensus.Peer{ID: p.Name, Addr: p.RaftAddr, Fingerprint: p.Fingerprint,
+			Index: indexOf(p.Name), HasState: p.State == discovery.StateMember})
 	}
 	return out
 }

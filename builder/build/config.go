@@ -38,9 +38,7 @@ func nodeConfig(s *spec.Spec, board *boards.Board, armbian bool, b *secrets.Node
 		Services:  s.Services,
 		AdminUser: s.AdminUser,
 	}
-	if s.DataDiskNode > 0 {
-		n.DataDiskNode = s.NodeName(s.DataDiskNode)
-	}
+	n.DataDiskNode = s.DataDiskNodeName()
 	if s.Static() {
 		n.Network.Mode = "static"
 		n.Network.Address = netip.PrefixFrom(b.Addr, s.Prefix().Bits()).String()

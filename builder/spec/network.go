@@ -40,6 +40,15 @@ func (s *Spec) VIPAddr() netip.Addr {
 // NodeName is the host name of node i (1-based).
 func (s *Spec) NodeName(i int) string { return fmt.Sprintf("%s-node%d", s.Name, i) }
 
+// DataDiskNodeName is the name of the node --data-disk-node names, or ""
+// when the cluster picks it.
+func (s *Spec) DataDiskNodeName() string {
+	if s.DataDiskNode < 1 {
+		return ""
+	}
+	return s.NodeName(s.DataDiskNode)
+}
+
 // NodeNames are the host names of all nodes, node1 first.
 func (s *Spec) NodeNames() []string {
 	names := make([]string, s.Nodes)

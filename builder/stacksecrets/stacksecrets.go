@@ -135,21 +135,23 @@ func ImageFile(s *spec.Spec) (secrets.File, error) {
 	return secrets.File{Path: stack.ConfigPath, Data: append(b, '\n'), Mode: 0o600}, nil
 }
 
-// Overcommitted names the nodes whose memory the stack, as the spec's
-// plan places it, asks more of than boardMiB (stack.Memory.Overcommitted).
-// It renders with placeholder secrets: passwords take no memory.
-func Overcommitted(s *spec.Spec, boardMiB int) ([]string, error) {
+// Topology is where the plan every node computes from the full
+// membership puts the stack: the same members, the same data-disk node
+// (--data-disk-node, or the plan's default).
+func Topology(s *spec.Spec) stack.Topology {
 	var members []plan.Member
 	for i, name := range s.NodeNames() {
 		members = append(members, plan.Member{Name: name, Index: i + 1})
 	}
-	dataDisk := ""
-	if s.DataDiskNode > 0 {
-		dataDisk = s.NodeName(s.DataDiskNode)
-	}
-	p := plan.Compute(members, dataDisk, nil)
-	in := stack.Input{Config: stack.Config{Settings: Settings(s), Secrets: map[string]string{}},
-		Topology: stack.Topology{Servers: p.Servers, Agents: p.Agents, DataDiskNode: p.DataDiskNode}}
+	p := plan.Compute(members, s.DataDiskNodeName(), nil)
+	return stack.Topology{Servers: p.Servers, Agents: p.Agents, DataDiskNode: p.DataDiskNode}
+}
+
+// Overcommitted names the nodes whose memory the stack, as the spec's
+// plan places it, asks more of than boardMiB (stack.Memory.Overcommitted).
+// It renders with placeholder secrets: passwords take no memory.
+func Overcommitted(s *spec.Spec, boardMiB int) ([]string, error) {
+	in := stack.Input{Config: stack.Config{Settings: Settings(s), Secrets: map[string]string{}}, Topology: Topology(s)}
 	for _, k := range stack.SecretKeys() {
 		in.Secrets[k] = "estimate-only"
 	}

@@ -14,7 +14,6 @@ import (
 	"github.com/homecloud/homecloud/builder/secrets"
 	"github.com/homecloud/homecloud/builder/spec"
 	"github.com/homecloud/homecloud/builder/stacksecrets"
-	"github.com/homecloud/homecloud/firstboot/plan"
 	"github.com/homecloud/homecloud/internal/cluster"
 	"github.com/homecloud/homecloud/overlays/stack"
 )
@@ -53,12 +52,10 @@ func writeManifests(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// renderStack is the stack for s as the plan every node computes assigns
-// it: the same members, the same data-disk node (--data-disk-node, or the
-// plan's default).
+// renderStack is the stack for s as the nodes' plan places it
+// (stacksecrets.Topology), with the cluster's secrets.
 func renderStack(s *spec.Spec) ([]stack.File, error) {
 	var nodes []secrets.NodeSpec
-	var members []plan.Member
 	addrs := s.NodeAddrs()
 	for i, name := range s.NodeNames() {
 		n := secrets.NodeSpec{Name: name, Index: i + 1}
@@ -66,7 +63,6 @@ func renderStack(s *spec.Spec) ([]stack.File, error) {
 			n.Addr = addrs[i]
 		}
 		nodes = append(nodes, n)
-		members = append(members, plan.Member{Name: name, Index: i + 1})
 	}
 	if err := os.MkdirAll(s.Out, 0o755); err != nil {
 		return nil, fmt.Errorf("--out: %w", err)
@@ -78,12 +74,7 @@ func renderStack(s *spec.Spec) ([]stack.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	dataDisk := ""
-	if s.DataDiskNode > 0 {
-		dataDisk = s.NodeName(s.DataDiskNode)
-	}
-	p := plan.Compute(members, dataDisk, nil)
-	return stack.Render(stack.Input{Config: cfg, Topology: stack.Topology{Servers: p.Servers, Agents: p.Agents, DataDiskNode: p.DataDiskNode}})
+	return stack.Render(stack.Input{Config: cfg, Topology: stacksecrets.Topology(s)})
 }
 
 // writeStack replaces dir's manifests with files: a service switched off

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/homecloud/homecloud/internal/cluster"
 )
 
 // Files under the root that the ruleset in /etc/nftables.conf includes;
@@ -93,7 +95,7 @@ func (f Firewall) write(ctx context.Context, file string, body []byte) error {
 		root = "/"
 	}
 	p := filepath.Join(root, file)
-	if err := writeFileAtomic(p, body, 0o644); err != nil {
+	if err := cluster.ReplaceFile(p, body, 0o644); err != nil {
 		return err
 	}
 	if !f.Load {

@@ -58,7 +58,7 @@ func LoginDefs(root string) (bool, error) {
 	if bytes.Equal(out, old) {
 		return false, nil
 	}
-	if err := writeFileAtomic(p, out, 0o644); err != nil {
+	if err := cluster.ReplaceFile(p, out, 0o644); err != nil {
 		return false, err
 	}
 	return true, nil
@@ -121,17 +121,4 @@ func activeKey(line string) (key, sep string) {
 	}
 	rest := t[end:]
 	return t[:end], rest[:len(rest)-len(strings.TrimLeft(rest, " \t"))]
-}
-
-// writeFileAtomic replaces p through cluster.WriteFileAtomic (temp file,
-// fsync, rename, fsync of the directory), keeping the old file's mode if
-// there was one.
-func writeFileAtomic(p string, data []byte, mode os.FileMode) error {
-	if fi, err := os.Stat(p); err == nil {
-		mode = fi.Mode().Perm()
-	}
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return err
-	}
-	return cluster.WriteFileAtomic(p, data, mode)
 }

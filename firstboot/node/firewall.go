@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/homecloud/homecloud/firstboot/discovery"
 	"github.com/homecloud/homecloud/firstboot/harden"
 )
 
@@ -22,6 +23,11 @@ func (n *Node) lanPrefixes() ([]netip.Prefix, error) {
 // provedPeer is what a TLS handshake against the cluster CA proved of
 // an announced peer.
 type provedPeer struct{ fingerprint, raftAddr string }
+
+// claimOf is what an announcement claims, to compare with what was proved.
+func claimOf(p discovery.Peer) provedPeer {
+	return provedPeer{fingerprint: p.Fingerprint, raftAddr: p.RaftAddr}
+}
 
 // firewallPeers are the addresses the firewall lets reach etcd, kubelet,
 // flannel, VRRP and the status endpoint: the builder's static addresses

@@ -191,7 +191,7 @@ func (n *Node) oneByName(peers []discovery.Peer) []discovery.Peer {
 		if !dup {
 			at[p.Name] = len(out)
 			out = append(out, p)
-		} else if n.verified[p.Name] == (provedPeer{fingerprint: p.Fingerprint, raftAddr: p.RaftAddr}) {
+		} else if n.verified[p.Name] == claimOf(p) {
 			out[i] = p
 		}
 	}
@@ -265,7 +265,7 @@ func (n *Node) verifiedPeers(ctx context.Context) []consensus.Peer {
 		}
 	}
 	for i, p := range peers {
-		proved := provedPeer{fingerprint: p.Fingerprint, raftAddr: p.RaftAddr}
+		proved := claimOf(p)
 		key := p.Name + " " + p.Fingerprint + " " + p.RaftAddr
 		if n.verified[p.Name] == proved {
 			ok[i] = true

@@ -169,7 +169,7 @@ func (n *Node) trusted(p discovery.Peer) bool {
 		return false
 	}
 	n.mu.Lock()
-	proved := n.verified[p.Name] == provedPeer{fingerprint: p.Fingerprint, raftAddr: p.RaftAddr}
+	proved := n.verified[p.Name] == claimOf(p)
 	n.mu.Unlock()
 	if proved {
 		return true

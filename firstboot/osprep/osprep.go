@@ -55,7 +55,7 @@ func (p *Prep) log() *slog.Logger {
 func (p *Prep) Hostname(ctx context.Context, name string) error {
 	hf := p.path("/etc/hostname")
 	if cur, _ := os.ReadFile(hf); strings.TrimSpace(string(cur)) != name {
-		if err := writeAtomic(hf, []byte(name+"\n")); err != nil {
+		if err := cluster.ReplaceFile(hf, []byte(name+"\n"), 0o644); err != nil {
 			return err
 		}
 	}
@@ -65,7 +65,7 @@ func (p *Prep) Hostname(ctx context.Context, name string) error {
 		return fmt.Errorf("read %s: %w", hosts, err)
 	}
 	if b := hostsFile(old, name); !bytes.Equal(b, old) {
-		if err := writeAtomic(hosts, b); err != nil {
+		if err := cluster.ReplaceFile(hosts, b, 0o644); err != nil {
 			return err
 		}
 	}
@@ -75,19 +75,6 @@ func (p *Prep) Hostname(ctx context.Context, name string) error {
 		}
 	}
 	return nil
-}
-
-// writeAtomic replaces path through cluster.WriteFileAtomic, keeping the
-// mode of the file it replaces (0644 for a new one).
-func writeAtomic(path string, data []byte) error {
-	mode := os.FileMode(0o644)
-	if fi, err := os.Stat(path); err == nil {
-		mode = fi.Mode().Perm()
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	return cluster.WriteFileAtomic(path, data, mode)
 }
 
 // loopbackNames are the names Debian's /etc/hosts gives the loopback

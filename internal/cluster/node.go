@@ -141,6 +141,19 @@ func (n *Node) Marshal() ([]byte, error) {
 	return append(b, '\n'), nil
 }
 
+// ReplaceFile is WriteFileAtomic for a system file the node edits: an
+// existing file keeps its mode (mode is for a new one), and a missing
+// parent directory is made.
+func ReplaceFile(path string, data []byte, mode os.FileMode) error {
+	if fi, err := os.Stat(path); err == nil {
+		mode = fi.Mode().Perm()
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return WriteFileAtomic(path, data, mode)
+}
+
 // WriteFileAtomic writes data to path through a temp file in the same
 // directory, fsynced and renamed, so a crash never leaves half a file.
 func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {

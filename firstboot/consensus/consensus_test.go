@@ -396,40 +396,45 @@ func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
 
 // A leader that came back at a new address cannot move itself in the
 // membership (the others would keep sending to the old one): it hands
-// leadership over and the next leader moves it. node1 is made to win the
-// election after its move by the others' slow timeouts.
+// leadership over and the next leader moves it. The first leader is the one
+// that moves; the others' slow timeouts make it win the election after.
 func TestMovedLeaderIsMovedByTheNext(t *testing.T) {
 	h := newHarness(t)
 	h.start(3)
 	ctx := ctxT(t, 30*time.Second)
-	h.leader(ctx)
+	mover := h.leader(ctx).ID()
+	// The leader closes last, so its log is the newest and it can win the
+	// next election: closed first, it could hand leadership to a follower
+	// that appends an entry it never sees, and then no one votes for it.
+	names := append(slices.DeleteFunc(h.names(), func(n string) bool { return n == mover }), mover)
 	addrs := map[string]string{}
-	for _, name := range h.names() {
+	for _, name := range names {
 		addrs[name] = h.nodes[name].Addr()
 		if err := h.nodes[name].Close(); err != nil {
 			t.Fatal(err)
 		}
 	}
 	h.timeout = 3 * time.Second
-	h.open(2, addrs["node2"])
-	h.open(3, addrs["node3"])
-	h.timeout = 200 * time.Millisecond
-	n1 := h.open(1, "127.0.0.1:0") // a new lease
-	if n1.Addr() == addrs["node1"] {
-		t.Fatalf("node1 got its old address %s again", n1.Addr())
+	for _, name := range names[:2] {
+		h.open(h.index[name], addrs[name])
 	}
-	if l := h.leader(ctx); l.ID() != "node1" {
-		t.Skipf("%s won the election, not the moved node1: nothing to hand over", l.ID())
+	h.timeout = 200 * time.Millisecond
+	moved := h.open(h.index[mover], "127.0.0.1:0") // a new lease
+	if moved.Addr() == addrs[mover] {
+		t.Fatalf("%s got its old address %s again", mover, moved.Addr())
+	}
+	if l := h.leader(ctx); l.ID() != mover {
+		t.Fatalf("%s won the election, not the moved %s: nothing to hand over", l.ID(), mover)
 	}
 	// What every node's leader loop does each second.
-	waitFor(t, ctx, "node1's raft address follows its move", func() bool {
+	waitFor(t, ctx, mover+"'s raft address follows its move", func() bool {
 		for _, name := range h.names() {
 			if n := h.nodes[name]; n.IsLeader() {
 				n.Reconcile(ctx, h.peers(h.names()...))
 			}
 		}
-		ms, err := h.nodes["node2"].Members()
-		i := slices.IndexFunc(ms, func(p Peer) bool { return p.ID == "node1" })
-		return err == nil && i >= 0 && ms[i].Addr == n1.Addr()
+		ms, err := h.nodes[names[0]].Members()
+		i := slices.IndexFunc(ms, func(p Peer) bool { return p.ID == mover })
+		return err == nil && i >= 0 && ms[i].Addr == moved.Addr()
 	})
 }

@@ -20,6 +20,9 @@ import (
 // loadOrIssueNode loads a node's files, or makes them when the node is new.
 func (s *Secrets) loadOrIssueNode(n NodeSpec, now time.Time) error {
 	dir := filepath.Join(s.dir, nodesDir, n.Name)
+	if err := recoverAside(dir); err != nil {
+		return fmt.Errorf("node %s: %w", n.Name, err)
+	}
 	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
 		return s.issueNode(dir, n, now, nil)
 	} else if err != nil {
@@ -130,18 +133,58 @@ func (s *Secrets) issueNode(dir string, n NodeSpec, now time.Time, old *loadedNo
 	}
 	if old != nil {
 		// Move the old files aside first: a directory cannot be renamed
-		// over a non-empty one.
-		aside := tmp + ".old"
-		if err := os.Rename(dir, aside); err != nil {
+		// over a non-empty one. The aside name is fixed so that a crash
+		// before the next rename is undone by recoverAside: the node keeps
+		// its SSH host key.
+		if err := os.Rename(dir, asideOf(dir)); err != nil {
 			return fmt.Errorf("node %s: %w", n.Name, err)
 		}
-		defer os.RemoveAll(aside)
+		syncDir(parent)
 	}
 	if err := os.Rename(tmp, dir); err != nil {
 		return fmt.Errorf("node %s: %w", n.Name, err)
 	}
 	syncDir(parent)
+	if old != nil {
+		if err := os.RemoveAll(asideOf(dir)); err != nil {
+			return fmt.Errorf("node %s: %w", n.Name, err)
+		}
+	}
 	s.nodes[n.Name] = nd
+	return nil
+}
+
+// asideOf is where a node's old files wait while new ones take their place.
+func asideOf(dir string) string {
+	return filepath.Join(filepath.Dir(dir), "."+filepath.Base(dir)+".old")
+}
+
+// recoverAside finishes or undoes a re-issue a crash interrupted: with dir
+// in place the new files made it and the old ones go; without it the old
+// ones come back. Half-written temporary directories go too (the builder
+// holds --out's lock, so no other run is writing them).
+func recoverAside(dir string) error {
+	tmps, _ := filepath.Glob(filepath.Join(filepath.Dir(dir), "."+filepath.Base(dir)+".tmp*"))
+	for _, t := range tmps {
+		if err := os.RemoveAll(t); err != nil {
+			return err
+		}
+	}
+	aside := asideOf(dir)
+	if _, err := os.Stat(aside); errors.Is(err, os.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	if _, err := os.Stat(dir); err == nil {
+		return os.RemoveAll(aside)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if err := os.Rename(aside, dir); err != nil {
+		return err
+	}
+	syncDir(filepath.Dir(dir))
 	return nil
 }
 

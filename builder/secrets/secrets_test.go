@@ -274,6 +274,46 @@ func TestAddressChangeReissuesOnlyTheCertificate(t *testing.T) {
 	}
 }
 
+// A crash in the middle of a re-issue (the old files moved aside, the new
+// ones not yet in place; or in place, the old ones not yet removed) must not
+// cost the node its SSH host key: users would meet a changed key.
+func TestInterruptedReissueKeepsTheHostKey(t *testing.T) {
+	t.Parallel()
+	for _, newInPlace := range []bool{false, true} {
+		out := t.TempDir()
+		mustLoad(t, out, staticNodes(2), t0)
+		nodes := filepath.Join(out, "cluster", "nodes")
+		n2 := filepath.Join(nodes, "homecloud-node2")
+		before := snapshot(t, n2)
+		aside := filepath.Join(nodes, ".homecloud-node2.old")
+		if err := os.Mkdir(filepath.Join(nodes, ".homecloud-node2.tmp123"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if newInPlace {
+			if err := os.CopyFS(aside, os.DirFS(n2)); err != nil {
+				t.Fatal(err)
+			}
+		} else if err := os.Rename(n2, aside); err != nil {
+			t.Fatal(err)
+		}
+		moved := staticNodes(2)
+		moved[1].Addr = netip.MustParseAddr("192.168.1.42")
+		mustLoad(t, out, moved, t0)
+		after := snapshot(t, n2)
+		for _, f := range []string{"ssh_host_ed25519_key", "ssh_host_ed25519_key.pub"} {
+			if !bytes.Equal(before[f], after[f]) {
+				t.Errorf("new files in place %v: %s changed", newInPlace, f)
+			}
+		}
+		if bytes.Equal(before["node.crt"], after["node.crt"]) {
+			t.Errorf("new files in place %v: the certificate was not re-issued", newInPlace)
+		}
+		if left, _ := filepath.Glob(filepath.Join(nodes, ".*")); len(left) > 0 {
+			t.Errorf("new files in place %v: left behind: %v", newInPlace, left)
+		}
+	}
+}
+
 func TestDHCPNodeHasNoIPSAN(t *testing.T) {
 	t.Parallel()
 	out := t.TempDir()

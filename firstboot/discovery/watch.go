@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -37,6 +36,7 @@ type Watcher struct {
 	mu      sync.Mutex
 	entries map[string]Peer // by announcementKey
 	names   map[string]int  // entries per node name
+	refuted map[string]bool // by announcementKey: failed its proof
 	full    bool            // refusing: warned once, not per packet of a flood
 }
 
@@ -44,9 +44,11 @@ type Watcher struct {
 // distinct announcement, and bounds what it keeps.
 const (
 	// maxEntries bounds memory and the work of each round of proofs. When
-	// full, new announcements are refused rather than older ones evicted:
-	// a flood must not push out the real nodes, which announce from boot
-	// and are known by then; junk expires after maxTTL unless repeated.
+	// full, a new announcement takes the place of one that failed its
+	// proof (Refute), or is refused: a flood must not push out real nodes
+	// that are known, and junk that came first must not keep out nodes
+	// that boot later once it has been refuted; unrefuted junk expires
+	// after maxTTL unless repeated.
 	maxEntries = 256
 	// maxTTL is the longest an announcement is kept without being heard
 	// again, whatever TTL it claims: a one-off spoof with a huge TTL must
@@ -106,6 +108,7 @@ func newWatcher(log *slog.Logger, clusterID string) *Watcher {
 		changed:   make(chan struct{}, 1),
 		entries:   make(map[string]Peer),
 		names:     make(map[string]int),
+		refuted:   make(map[string]bool),
 	}
 }
 
@@ -151,6 +154,7 @@ func (w *Watcher) run(ctx context.Context, ifaces []net.Interface) {
 		w.mu.Lock()
 		clear(w.entries)
 		clear(w.names)
+		clear(w.refuted)
 		w.mu.Unlock()
 		close(w.changed)
 	}()
@@ -253,6 +257,9 @@ func (w *Watcher) upsert(e *zeroconf.ServiceEntry, now time.Time) {
 		w.expireLocked(now)
 	}
 	if !had && len(w.entries) >= maxEntries {
+		w.evictRefutedLocked()
+	}
+	if !had && len(w.entries) >= maxEntries {
 		warn := !w.full
 		w.full = true
 		w.mu.Unlock()
@@ -265,6 +272,9 @@ func (w *Watcher) upsert(e *zeroconf.ServiceEntry, now time.Time) {
 		w.full = false
 	}
 	w.entries[key] = p
+	if had && (old.Info != p.Info || !slices.Equal(old.Addrs, p.Addrs)) {
+		delete(w.refuted, key) // a new claim: to be proved afresh
+	}
 	claims := w.names[p.Name]
 	if had && old.Name != p.Name {
 		w.forgetName(old.Name)
@@ -280,7 +290,7 @@ func (w *Watcher) upsert(e *zeroconf.ServiceEntry, now time.Time) {
 	if had && old.Fingerprint != p.Fingerprint {
 		w.log.Warn("mdns: peer changed its certificate fingerprint", "name", p.Name, "instance", e.Instance, "old", old.Fingerprint, "new", p.Fingerprint)
 	}
-	if had && reflect.DeepEqual(old.Info, p.Info) && slices.Equal(old.Addrs, p.Addrs) {
+	if had && old.Info == p.Info && slices.Equal(old.Addrs, p.Addrs) {
 		return
 	}
 	w.log.Debug("mdns: peer seen", "name", p.Name, "raft", p.RaftAddr, "state", p.State, "addrs", p.Addrs)
@@ -291,8 +301,7 @@ func (w *Watcher) remove(key, why string) {
 	w.mu.Lock()
 	p, had := w.entries[key]
 	if had {
-		delete(w.entries, key)
-		w.forgetName(p.Name)
+		w.deleteLocked(key)
 	}
 	w.mu.Unlock()
 	if had {
@@ -316,12 +325,47 @@ func (w *Watcher) expireLocked(now time.Time) int {
 	n := 0
 	for k, p := range w.entries {
 		if now.Sub(p.LastSeen) > maxTTL {
-			delete(w.entries, k)
-			w.forgetName(p.Name)
+			w.deleteLocked(k)
 			n++
 		}
 	}
 	return n
+}
+
+// Refute marks the announcements of name with this fingerprint and raft
+// address as failed proofs: when the table is full, a new announcement
+// may take their place. They stay listed (a node still starting fails
+// once and is tried again later) until then.
+func (w *Watcher) Refute(name, fingerprint, raftAddr string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for k, p := range w.entries {
+		if p.Name == name && p.Fingerprint == fingerprint && p.RaftAddr == raftAddr {
+			w.refuted[k] = true
+		}
+	}
+}
+
+// evictRefutedLocked drops the refuted announcement heard longest ago.
+func (w *Watcher) evictRefutedLocked() {
+	victim := ""
+	for k := range w.refuted {
+		if victim == "" || w.entries[k].LastSeen.Before(w.entries[victim].LastSeen) {
+			victim = k
+		}
+	}
+	if victim != "" {
+		w.log.Debug("mdns: table full, dropping a refuted announcement", "announcement", victim)
+		w.deleteLocked(victim)
+	}
+}
+
+func (w *Watcher) deleteLocked(key string) {
+	if p, ok := w.entries[key]; ok {
+		delete(w.entries, key)
+		delete(w.refuted, key)
+		w.forgetName(p.Name)
+	}
 }
 
 func (w *Watcher) forgetName(name string) {

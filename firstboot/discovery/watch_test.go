@@ -74,6 +74,48 @@ func TestWatcherCapsEntries(t *testing.T) {
 	}
 }
 
+// Junk that filled the table before the nodes booted must not keep them
+// out once their proofs failed; an unrefuted announcement is never pushed
+// out, and an announcement that changes is to be proved afresh.
+func TestWatcherRefutedMakeRoom(t *testing.T) {
+	w := newWatcher(slog.New(slog.DiscardHandler), "c0ffee")
+	t0 := time.Now()
+	junk := func(i int) Info {
+		in := info(fmt.Sprintf("n%d", i))
+		in.RaftAddr = fmt.Sprintf("10.77.%d.%d:7373", i/250, i%250+1)
+		return in
+	}
+	for i := range maxEntries {
+		w.upsert(entry(fmt.Sprintf("i%d", i), junk(i), "10.77.1.66"), t0)
+	}
+	for i := range maxEntries - 1 { // all but the last fail their proof
+		in := junk(i)
+		w.Refute(in.Name, in.Fingerprint, in.RaftAddr)
+	}
+	// The first refuted one announces anew, with another address: it is
+	// no longer refuted.
+	changed := junk(0)
+	changed.RaftAddr = "10.77.9.9:7373"
+	w.upsert(entry("i0", changed, "10.77.1.66"), t0.Add(time.Second))
+
+	late := info("node2")
+	late.RaftAddr = "10.77.1.12:7373"
+	w.upsert(entry("node2", late, "10.77.1.12"), t0.Add(2*time.Second))
+	ps := w.Peers()
+	if len(ps) != maxEntries {
+		t.Fatalf("kept %d announcements, want the cap %d", len(ps), maxEntries)
+	}
+	have := map[string]bool{}
+	for _, p := range ps {
+		have[p.Name] = true
+	}
+	for _, name := range []string{"node2", "n0", fmt.Sprintf("n%d", maxEntries-1)} {
+		if !have[name] {
+			t.Errorf("%s is not kept: the late node must take a refuted one's place, not an unrefuted one's", name)
+		}
+	}
+}
+
 // A huge announced TTL is not honoured: an announcement not heard again
 // goes after maxTTL, a live one (re-reported by each new browse) stays.
 func TestWatcherExpiresSilentAnnouncements(t *testing.T) {

@@ -282,6 +282,9 @@ func (n *Node) verifiedPeers(ctx context.Context) []consensus.Peer {
 			vctx, cancel := context.WithTimeout(ctx, verifyTimeout)
 			err := n.raft.VerifyPeer(vctx, p.RaftAddr, p.Name, p.Fingerprint)
 			cancel()
+			if err != nil && ctx.Err() == nil {
+				n.watcher.Refute(p.Name, p.Fingerprint, p.RaftAddr)
+			}
 			n.mu.Lock()
 			defer n.mu.Unlock()
 			if err != nil {

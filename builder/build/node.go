@@ -120,6 +120,7 @@ func populate(fsys ext4fs.FS, in *inputs, s *spec.Spec, b *secrets.NodeBundle, s
 	for _, u := range in.rootfs.masks {
 		links = append(links, [2]string{"/dev/null", path.Join(etcUnitDir, u)})
 	}
+	links = append(links, in.rootfs.links...)
 
 	// Directories first, parents before children.
 	dirs := map[string]fs.FileMode{"/usr/local/bin": 0o755, cluster.DebsDir: 0o755}

@@ -31,9 +31,12 @@ type baseRootFS struct {
 	installed map[string]bool
 	// units are the vendor units to enable, with their [Install] links.
 	units []unitLinks
-	// masks are units to mask (Armbian first-run services).
+	// masks are units to mask (Armbian first-run services, NetworkManager).
 	masks []string
-	// remove are files to delete (Armbian's first-login marker).
+	// links are other symlinks to make, as {target, link}.
+	links [][2]string
+	// remove are files to delete (Armbian's first-login marker, masks of
+	// the units our network needs).
 	remove []string
 	// noAutologin are getty drop-ins that undo a root autologin.
 	noAutologin []file
@@ -80,6 +83,22 @@ func armbianFirstRunUnits() []string {
 	return []string{"armbian-firstrun.service", "armbian-firstrun-config.service"}
 }
 
+// NetworkManager runs the network on every Armbian image but the minimal
+// one (which the README names). The nodes' network is systemd-networkd's:
+// the per-node address, gateway and DNS are networkd files, and the two
+// daemons would both configure the Ethernet port. So NetworkManager is
+// masked, networkd and resolved (networkd hands resolved the DNS servers)
+// are unmasked and enabled, and /etc/resolv.conf, which NetworkManager
+// wrote, becomes resolved's stub, as on the minimal image.
+func networkManagerUnits() []string {
+	return []string{"NetworkManager.service", "NetworkManager-wait-online.service"}
+}
+func networkdUnits() []string {
+	return []string{"systemd-networkd.service", "systemd-networkd.socket", "systemd-resolved.service"}
+}
+
+const resolvedStub = "../run/systemd/resolve/stub-resolv.conf"
+
 // Getty units and the drop-in names Armbian (and others) use for a root
 // autologin.
 func gettyUnits() []string { return []string{"serial-getty@.service", "getty@.service"} }
@@ -119,13 +138,7 @@ func inspectRootFS(ctx context.Context, image string, offset int64) (baseRootFS,
 			return r, err
 		}
 	}
-	if _, _, err := findUnit(fsys, "systemd-networkd.service"); err == nil {
-		u, err := enableLinks(fsys, "systemd-networkd.service")
-		if err != nil {
-			return r, err
-		}
-		r.units = append(r.units, u...)
-	} else if !errors.Is(err, fs.ErrNotExist) {
+	if err := r.networkdNotNetworkManager(fsys); err != nil {
 		return r, err
 	}
 	if r.noAutologin, err = autologinFixes(fsys); err != nil {
@@ -144,6 +157,59 @@ func inspectRootFS(ctx context.Context, image string, offset int64) (baseRootFS,
 	}
 	r.machineID = len(bytes.TrimSpace(id)) > 0
 	return r, nil
+}
+
+// networkdNotNetworkManager makes systemd-networkd the base's network
+// daemon (see networkManagerUnits).
+func (r *baseRootFS) networkdNotNetworkManager(fsys ext4fs.FS) error {
+	hasUnit := func(u string) (bool, error) {
+		_, _, err := findUnit(fsys, u)
+		if errors.Is(err, fs.ErrNotExist) {
+			return false, nil
+		}
+		return err == nil, err
+	}
+	nm, err := hasUnit(networkManagerUnits()[0])
+	if err != nil {
+		return err
+	}
+	if nm {
+		for _, u := range networkManagerUnits() {
+			if ok, err := hasUnit(u); err != nil {
+				return err
+			} else if ok {
+				r.masks = append(r.masks, u)
+			}
+		}
+	}
+	for _, u := range networkdUnits() {
+		mask := path.Join(etcUnitDir, u)
+		if target, err := fsys.Readlink(mask); err == nil && target == "/dev/null" {
+			r.remove = append(r.remove, mask)
+		} else if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ext4fs.ErrNotSymlink) {
+			return err
+		}
+	}
+	enable := []string{"systemd-networkd.service"}
+	if nm {
+		enable = append(enable, "systemd-resolved.service")
+	}
+	for _, u := range enable {
+		if ok, err := hasUnit(u); err != nil {
+			return err
+		} else if !ok {
+			continue
+		}
+		links, err := enableLinks(fsys, u)
+		if err != nil {
+			return err
+		}
+		r.units = append(r.units, links...)
+		if u == "systemd-resolved.service" {
+			r.links = append(r.links, [2]string{resolvedStub, "/etc/resolv.conf"})
+		}
+	}
+	return nil
 }
 
 // Room kept for what checkRootFSSpace does not count: the config files,

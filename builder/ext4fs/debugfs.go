@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -16,6 +17,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 )
 
 // command is one debugfs command line queued on behalf of an operation.
@@ -341,6 +343,46 @@ func (d *debugFS) ReadFile(p string) ([]byte, error) {
 		return nil, fmt.Errorf("ext4fs: %s: %w", op, err)
 	}
 	return b, nil
+}
+
+// ErrNotSymlink is Readlink's answer for a path that is not a symlink.
+var ErrNotSymlink = errors.New("not a symlink")
+
+func (d *debugFS) Readlink(p string) (string, error) {
+	op := "Readlink " + p
+	if err := checkPath(p); err != nil {
+		return "", fmt.Errorf("ext4fs: %s: %w", op, err)
+	}
+	if err := d.Flush(); err != nil {
+		return "", err
+	}
+	// debugfs prints a fast link's target only to stdout, among other
+	// lines, and cannot dump one; rdump re-creates the link on the host.
+	d.nstaged++
+	out := filepath.Join(d.stage, fmt.Sprintf("link-%d", d.nstaged))
+	if err := os.Mkdir(out, 0o700); err != nil {
+		return "", fmt.Errorf("ext4fs: %s: %w", op, err)
+	}
+	defer os.RemoveAll(out)
+	msgs, err := d.run(false, []command{{line: fmt.Sprintf("rdump %s %s", quote(p), quote(out)), op: op}})
+	if err != nil {
+		return "", err
+	}
+	if isNotFound(msgs[0]) {
+		return "", fmt.Errorf("ext4fs: %s: %w", op, fs.ErrNotExist)
+	}
+	if msgs[0] != "" {
+		return "", fmt.Errorf("ext4fs: %s: debugfs: %s", op, msgs[0])
+	}
+	target, err := os.Readlink(filepath.Join(out, path.Base(p)))
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) && errors.Is(pe.Err, syscall.EINVAL) {
+			return "", fmt.Errorf("ext4fs: %s: %w", op, ErrNotSymlink)
+		}
+		return "", fmt.Errorf("ext4fs: %s: %w", op, err)
+	}
+	return target, nil
 }
 
 func (d *debugFS) Flush() error {

@@ -51,6 +51,11 @@ type FS interface {
 	// ReadFile returns the contents of a regular file; a missing file is
 	// an error wrapping fs.ErrNotExist.
 	ReadFile(path string) ([]byte, error)
+	// Readlink returns a symlink's target (a unit mask's is /dev/null);
+	// a missing path is an error wrapping fs.ErrNotExist, a regular file
+	// one wrapping ErrNotSymlink. Not for directories: debugfs would copy
+	// out the whole tree to look.
+	Readlink(path string) (string, error)
 	// Flush applies the queued writes.
 	Flush() error
 	// Close flushes, removes temp files and returns the first failure.

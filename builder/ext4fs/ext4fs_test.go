@@ -324,6 +324,28 @@ func TestReadBack(t *testing.T) {
 	if _, err := f.ReadFile("/etc/nope"); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("ReadFile(/etc/nope) error = %v, want fs.ErrNotExist", err)
 	}
+	long := "/" + strings.Repeat("a", 100) + "/x" // past the inode: a slow link
+	if err := f.Symlink("/dev/null", "/etc/systemd/system/masked.service"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Symlink(long, "/etc/long"); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		path, want string
+		err        error
+	}{
+		{"/etc/systemd/system/masked.service", "/dev/null", nil},
+		{"/etc/dangling", "/nowhere", nil},
+		{"/etc/long", long, nil},
+		{"/etc/passwd", "", ErrNotSymlink},
+		{"/etc/nope", "", fs.ErrNotExist},
+	} {
+		got, err := f.Readlink(tc.path)
+		if got != tc.want || !errors.Is(err, tc.err) {
+			t.Errorf("Readlink(%s) = %q, %v; want %q, %v", tc.path, got, err, tc.want, tc.err)
+		}
+	}
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}

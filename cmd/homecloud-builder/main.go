@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -101,6 +102,12 @@ func printSummary(w io.Writer, res *build.Result) {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", img.Node, img.Address, img.MAC, img.SSHHostKey, img.Path)
 	}
 	tw.Flush()
+	if slices.ContainsFunc(res.Images, func(img build.Image) bool { return img.Address == "" }) {
+		// k3s knows its etcd members by address: a server back at another
+		// one cannot rejoin (k3s-io/k3s#11778).
+		fmt.Fprintln(w, "\nDHCP: reserve each node's address in your router by its MAC above; a k3s server that comes back")
+		fmt.Fprintln(w, "at another address cannot rejoin the cluster's etcd.")
+	}
 	fmt.Fprintf(w, "\nChecksums: %s/%s (check with: cd %s && sha256sum -c %s)\n", res.Out, build.SumsFile, res.Out, build.SumsFile)
 	fmt.Fprintf(w, "Secrets: %s/ holds the cluster CA key and the nodes' keys: back it up, share it with no one,\n", res.SecretsDir)
 	fmt.Fprintln(w, "and build with the same --out to add nodes to this cluster later.")

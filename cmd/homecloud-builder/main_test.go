@@ -5,6 +5,8 @@ import (
 	"context"
 	"strings"
 	"testing"
+
+	"github.com/homecloud/homecloud/builder/build"
 )
 
 func TestCommands(t *testing.T) {
@@ -52,5 +54,23 @@ func TestCommands(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A DHCP node must keep its address (k3s' etcd knows members by address):
+// the summary says to reserve it by the MAC it prints, and only then.
+func TestSummaryAsksForReservationsOnDHCP(t *testing.T) {
+	for _, tt := range []struct {
+		addr string
+		want bool
+	}{{"", true}, {"192.168.1.11/24", false}} {
+		var out bytes.Buffer
+		printSummary(&out, &build.Result{Out: "out", SecretsDir: "out/cluster", Images: []build.Image{
+			{Node: "homecloud-node1", Address: tt.addr, MAC: "02:4c:11:22:33:44", Path: "out/homecloud-node1.img"},
+		}})
+		got := strings.Contains(out.String(), "reserve each node's address")
+		if got != tt.want || !strings.Contains(out.String(), "02:4c:11:22:33:44") {
+			t.Errorf("address %q: asks for a reservation %v, want %v:\n%s", tt.addr, got, tt.want, out.String())
+		}
 	}
 }

@@ -87,6 +87,16 @@ func TestMovedServerKeepalived(t *testing.T) {
 		t.Fatal(err)
 	}
 	views := serving(t, c, 90*time.Second)
+	// Real k3s would not come back here (its etcd knows node3 by its old
+	// address); the fake does, but the node tells the user either way.
+	if w := views[n3.Name].Warning; !strings.Contains(w, old.String()) || !strings.Contains(w, "11778") {
+		t.Errorf("%s's status warning %q: want one naming its old address %s and why", n3.Name, w, old)
+	}
+	for _, name := range []string{c.Nodes[0].Name, c.Nodes[1].Name} {
+		if w := views[name].Warning; w != "" {
+			t.Errorf("%s did not move but warns %q", name, w)
+		}
+	}
 	for _, m := range views[c.Nodes[0].Name].Members {
 		t.Logf("%s sees raft member %s at %s", c.Nodes[0].Name, m.ID, m.Addr)
 	}

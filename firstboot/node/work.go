@@ -87,6 +87,10 @@ func (n *Node) k3s(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	joined := slices.Contains(n.prog.Done, "k3s")
+	if kp.Role() == k3s.Server && joined {
+		n.warnIfMoved()
+	}
 	changed, err := k3s.WriteConfig(n.opts.Root, kp)
 	if err != nil {
 		return err
@@ -102,7 +106,6 @@ func (n *Node) k3s(ctx context.Context) error {
 	// before holds the cluster's state (a server its etcd member, an agent
 	// its list of servers): after a power cut with the init server dead,
 	// the survivors must come back without it.
-	joined := slices.Contains(n.prog.Done, "k3s")
 	if p.ClusterInit != n.cfg.Name && !joined {
 		n.log.Info("waiting for the init server", "server", p.ClusterInit)
 		if err := n.waitAPI(ctx, initAddr, k3s.WaitAnswering); err != nil {
@@ -130,6 +133,20 @@ func (n *Node) k3s(ctx context.Context) error {
 	}
 	n.log.Info("k3s ready", "role", role)
 	return nil
+}
+
+// warnIfMoved tells the user when this server's k3s joined at another
+// address: raft, the firewall and keepalived follow the move, but k3s'
+// etcd knows its members by address and will not take it back
+// (k3s-io/k3s#11778); the board needs its old address again.
+func (n *Node) warnIfMoved() {
+	was, err := k3s.NodeIP(n.opts.Root)
+	if err != nil || was == n.addr {
+		return
+	}
+	msg := fmt.Sprintf("k3s joined the cluster's etcd at %s and this server is now at %s: etcd does not take a member back at a new address (k3s-io/k3s#11778); give this board %s again (a DHCP reservation by its MAC)", was, n.addr, was)
+	n.log.Warn(msg)
+	n.board.Update(func(v *status.View) { v.Warning = msg })
 }
 
 // waitAnyAPI waits until one of the servers' APIs answers.

@@ -44,10 +44,12 @@ type View struct {
 	HoldsVIP  bool            `json:"holds_vip"`
 	// VIPHolder is who holds the VIP as far as this node can tell: itself,
 	// or the server that says so on its own status endpoint.
-	VIPHolder string    `json:"vip_holder,omitempty"`
-	Bootstrap bool      `json:"bootstrapped_here"`
-	Started   time.Time `json:"started"`
-	Updated   time.Time `json:"updated"`
+	VIPHolder string `json:"vip_holder,omitempty"`
+	Bootstrap bool   `json:"bootstrapped_here"`
+	// Warning is what the node cannot mend by itself and the user can.
+	Warning string    `json:"warning,omitempty"`
+	Started time.Time `json:"started"`
+	Updated time.Time `json:"updated"`
 }
 
 // Board holds the current view; the state machine updates it.

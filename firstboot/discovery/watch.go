@@ -45,7 +45,7 @@ type Watcher struct {
 const (
 	// maxEntries bounds memory and the work of each round of proofs. When
 	// full, a new announcement takes the place of one that failed its
-	// proof (Refute), or is refused: a flood must not push out real nodes
+	// proof (see Proof), or is refused: a flood must not push out real nodes
 	// that are known, and junk that came first must not keep out nodes
 	// that boot later once it has been refuted; unrefuted junk expires
 	// after maxTTL unless repeated.
@@ -332,16 +332,21 @@ func (w *Watcher) expireLocked(now time.Time) int {
 	return n
 }
 
-// Refute marks the announcements of name with this fingerprint and raft
-// address as failed proofs: when the table is full, a new announcement
-// may take their place. They stay listed (a node still starting fails
-// once and is tried again later) until then.
-func (w *Watcher) Refute(name, fingerprint, raftAddr string) {
+// Proof records how the TLS proof of the announcements of name with this
+// fingerprint and raft address went. Refuted ones may give their place to
+// a new announcement when the table is full; they stay listed until then
+// (a node still starting fails once and is tried again later), and a
+// later success takes the mark off.
+func (w *Watcher) Proof(name, fingerprint, raftAddr string, ok bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for k, p := range w.entries {
 		if p.Name == name && p.Fingerprint == fingerprint && p.RaftAddr == raftAddr {
-			w.refuted[k] = true
+			if ok {
+				delete(w.refuted, k)
+			} else {
+				w.refuted[k] = true
+			}
 		}
 	}
 }

@@ -90,8 +90,11 @@ func TestWatcherRefutedMakeRoom(t *testing.T) {
 	}
 	for i := range maxEntries - 1 { // all but the last fail their proof
 		in := junk(i)
-		w.Refute(in.Name, in.Fingerprint, in.RaftAddr)
+		w.Proof(in.Name, in.Fingerprint, in.RaftAddr, false)
 	}
+	// One failed once, still starting, and then proved itself.
+	started := junk(1)
+	w.Proof(started.Name, started.Fingerprint, started.RaftAddr, true)
 	// The first refuted one announces anew, with another address: it is
 	// no longer refuted.
 	changed := junk(0)
@@ -109,9 +112,22 @@ func TestWatcherRefutedMakeRoom(t *testing.T) {
 	for _, p := range ps {
 		have[p.Name] = true
 	}
-	for _, name := range []string{"node2", "n0", fmt.Sprintf("n%d", maxEntries-1)} {
+	for _, name := range []string{"node2", "n0", "n1", fmt.Sprintf("n%d", maxEntries-1)} {
 		if !have[name] {
-			t.Errorf("%s is not kept: the late node must take a refuted one's place, not an unrefuted one's", name)
+			t.Errorf("%s is not kept: the late node must take a refuted one's place, not an unrefuted or proved one's", name)
+		}
+	}
+	// Once every refuted one has made room, the table refuses again.
+	for i := range maxEntries {
+		w.upsert(entry(fmt.Sprintf("j%d", i), junk(1000+i), "10.77.1.67"), t0.Add(3*time.Second))
+	}
+	have = map[string]bool{}
+	for _, p := range w.Peers() {
+		have[p.Name] = true
+	}
+	for _, name := range []string{"node2", "n0", "n1", fmt.Sprintf("n%d", maxEntries-1)} {
+		if !have[name] {
+			t.Errorf("after a second flood, %s is gone: only refuted announcements make room", name)
 		}
 	}
 }

@@ -282,8 +282,8 @@ func (n *Node) verifiedPeers(ctx context.Context) []consensus.Peer {
 			vctx, cancel := context.WithTimeout(ctx, verifyTimeout)
 			err := n.raft.VerifyPeer(vctx, p.RaftAddr, p.Name, p.Fingerprint)
 			cancel()
-			if err != nil && ctx.Err() == nil {
-				n.watcher.Refute(p.Name, p.Fingerprint, p.RaftAddr)
+			if ctx.Err() == nil {
+				n.watcher.Proof(p.Name, p.Fingerprint, p.RaftAddr, err == nil)
 			}
 			n.mu.Lock()
 			defer n.mu.Unlock()

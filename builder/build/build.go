@@ -112,6 +112,9 @@ func Run(ctx context.Context, s *spec.Spec, opts Options) (*Result, error) {
 	}
 
 	warnMemory(s, board, opts.Progress)
+	for _, w := range in.rootfs.warnings {
+		progress(opts.Progress, "WARNING: %s", w)
+	}
 
 	// From here on --out is written, by this build alone.
 	unlock, err := lockOut(s.Out)

@@ -1,6 +1,7 @@
 package build
 
 import (
+	"bytes"
 	"context"
 	"path/filepath"
 	"strings"
@@ -13,9 +14,56 @@ import (
 // An Armbian image other than the minimal one runs NetworkManager, which
 // would fight networkd (our per-node address and MAC) over the Ethernet
 // port; a base may also have masked networkd. The image must come out
-// with networkd and resolved in charge, as on the minimal image.
+// with networkd and resolved in charge, as on the minimal image, or the
+// build must say why names may not resolve.
 func TestBuildOnNetworkManagerBase(t *testing.T) {
-	f := newFixture(t)
+	for _, tt := range []struct {
+		name     string
+		resolved bool
+	}{{"with resolved", true}, {"without resolved", false}} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			base := networkManagerBase(t, tt.resolved)
+			out := filepath.Join(t.TempDir(), "out")
+			var log bytes.Buffer
+			opts := f.opts()
+			opts.Progress = &log
+			res, err := Run(context.Background(), parseSpec(t, f.args("--board", "pine64", "--nodes", "1", "--base-image", base, "--out", out)), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			img := res.Images[0].Path
+			fsckClean(t, img)
+			links := [][2]string{
+				{"/etc/systemd/system/NetworkManager.service", "/dev/null"},
+				{"/etc/systemd/system/NetworkManager-wait-online.service", "/dev/null"},
+				{"/etc/systemd/system/multi-user.target.wants/systemd-networkd.service", "/lib/systemd/system/systemd-networkd.service"},
+			}
+			if tt.resolved {
+				links = append(links,
+					[2]string{"/etc/systemd/system/sysinit.target.wants/systemd-resolved.service", "/lib/systemd/system/systemd-resolved.service"},
+					[2]string{"/etc/resolv.conf", "../run/systemd/resolve/stub-resolv.conf"})
+			}
+			for _, l := range links {
+				if in, ok := stat(t, img, l[0]); !ok || in.typ != "symlink" || in.link != l[1] {
+					t.Errorf("%s: %+v (exists %v), want a symlink to %s", l[0], in, ok, l[1])
+				}
+			}
+			if in, ok := stat(t, img, "/etc/systemd/system/systemd-networkd.service"); ok {
+				t.Errorf("networkd is still masked: %+v", in)
+			}
+			warned := strings.Contains(log.String(), "WARNING: the base image runs NetworkManager and has no systemd-resolved")
+			if warned == tt.resolved {
+				t.Errorf("warned about resolved %v, want %v:\n%s", warned, !tt.resolved, log.String())
+			}
+		})
+	}
+}
+
+// networkManagerBase is an Armbian-like base that runs NetworkManager,
+// has networkd masked and NetworkManager's resolv.conf.
+func networkManagerBase(t *testing.T, resolved bool) string {
+	t.Helper()
 	base := testimage.Make(t, testimage.Options{WithBootloader: true})
 	armbianize(t, base)
 	fsys, err := ext4fs.Open(context.Background(), base, rootOff)
@@ -25,7 +73,9 @@ func TestBuildOnNetworkManagerBase(t *testing.T) {
 	units := map[string]string{
 		"NetworkManager.service":             "[Service]\nExecStart=/usr/sbin/NetworkManager --no-daemon\n[Install]\nWantedBy=multi-user.target\nAlias=dbus-org.freedesktop.NetworkManager.service\n",
 		"NetworkManager-wait-online.service": "[Service]\nType=oneshot\n[Install]\nWantedBy=network-online.target\n",
-		"systemd-resolved.service":           "[Service]\nExecStart=!!/lib/systemd/systemd-resolved\n[Install]\nWantedBy=sysinit.target\nAlias=dbus-org.freedesktop.resolve1.service\n",
+	}
+	if resolved {
+		units["systemd-resolved.service"] = "[Service]\nExecStart=!!/lib/systemd/systemd-resolved\n[Install]\nWantedBy=sysinit.target\nAlias=dbus-org.freedesktop.resolve1.service\n"
 	}
 	for u, data := range units {
 		if err := fsys.WriteFile("/usr/lib/systemd/system/"+u, strings.NewReader(data), 0o644, 0, 0); err != nil {
@@ -46,23 +96,5 @@ func TestBuildOnNetworkManagerBase(t *testing.T) {
 	if err := fsys.Close(); err != nil {
 		t.Fatal(err)
 	}
-
-	out := filepath.Join(t.TempDir(), "out")
-	res := run(t, f, "--board", "pine64", "--nodes", "1", "--base-image", base, "--out", out)
-	img := res.Images[0].Path
-	fsckClean(t, img)
-	for _, l := range [][2]string{
-		{"/etc/systemd/system/NetworkManager.service", "/dev/null"},
-		{"/etc/systemd/system/NetworkManager-wait-online.service", "/dev/null"},
-		{"/etc/systemd/system/multi-user.target.wants/systemd-networkd.service", "/lib/systemd/system/systemd-networkd.service"},
-		{"/etc/systemd/system/sysinit.target.wants/systemd-resolved.service", "/lib/systemd/system/systemd-resolved.service"},
-		{"/etc/resolv.conf", "../run/systemd/resolve/stub-resolv.conf"},
-	} {
-		if in, ok := stat(t, img, l[0]); !ok || in.typ != "symlink" || in.link != l[1] {
-			t.Errorf("%s: %+v (exists %v), want a symlink to %s", l[0], in, ok, l[1])
-		}
-	}
-	if in, ok := stat(t, img, "/etc/systemd/system/systemd-networkd.service"); ok {
-		t.Errorf("networkd is still masked: %+v", in)
-	}
+	return base
 }

@@ -47,6 +47,8 @@ type baseRootFS struct {
 	machineID bool
 	// free is the root fs's free space in bytes.
 	free int64
+	// warnings are what the build goes on with but the user should know.
+	warnings []string
 }
 
 type file struct {
@@ -193,6 +195,13 @@ func (r *baseRootFS) networkdNotNetworkManager(fsys ext4fs.FS) error {
 	enable := []string{"systemd-networkd.service"}
 	if nm {
 		enable = append(enable, "systemd-resolved.service")
+		if ok, err := hasUnit("systemd-resolved.service"); err != nil {
+			return err
+		} else if !ok {
+			r.warnings = append(r.warnings, "the base image runs NetworkManager and has no systemd-resolved: with NetworkManager masked, "+
+				"nothing writes /etc/resolv.conf from the DNS servers networkd learns, so the nodes may resolve no names "+
+				"(k3s could not pull the service stack's images): use Armbian's minimal image, or a base with systemd-resolved")
+		}
 	}
 	for _, u := range enable {
 		if ok, err := hasUnit(u); err != nil {

@@ -97,6 +97,16 @@ func TestMovedServerKeepalived(t *testing.T) {
 			t.Errorf("%s did not move but warns %q", name, w)
 		}
 	}
+	// Power-cycled again at the new address: k3s' config has the new one
+	// by now, etcd still the old; the warning stays.
+	n3.Kill()
+	if err := n3.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	views = serving(t, c, 90*time.Second)
+	if w := views[n3.Name].Warning; !strings.Contains(w, old.String()) {
+		t.Errorf("after another restart, %s's status warning %q: want one naming its old address %s", n3.Name, w, old)
+	}
 	for _, m := range views[c.Nodes[0].Name].Members {
 		t.Logf("%s sees raft member %s at %s", c.Nodes[0].Name, m.ID, m.Addr)
 	}

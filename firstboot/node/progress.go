@@ -25,6 +25,9 @@ type progress struct {
 	// Bootstrapped says this node called BootstrapCluster (once, ever).
 	Bootstrapped bool `json:"bootstrapped"`
 	Boots        int  `json:"boots"`
+	// K3sAddr is the address this node's k3s first came up at: a server's
+	// etcd member keeps it for good.
+	K3sAddr string `json:"k3s_addr,omitempty"`
 }
 
 func loadProgress(dir string) (progress, error) {

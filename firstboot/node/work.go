@@ -132,6 +132,9 @@ func (n *Node) k3s(ctx context.Context) error {
 		return fmt.Errorf("k3s not ready: %w", err)
 	}
 	n.log.Info("k3s ready", "role", role)
+	if n.prog.K3sAddr == "" {
+		n.prog.K3sAddr = n.addr.String() // saved with the step's end
+	}
 	return nil
 }
 
@@ -140,8 +143,13 @@ func (n *Node) k3s(ctx context.Context) error {
 // etcd knows its members by address and will not take it back
 // (k3s-io/k3s#11778); the board needs its old address again.
 func (n *Node) warnIfMoved() {
-	was, err := k3s.NodeIP(n.opts.Root)
-	if err != nil || was == n.addr {
+	was, err := netip.ParseAddr(n.prog.K3sAddr)
+	if err != nil { // joined before the address was kept: the config has it until rewritten
+		if was, err = k3s.NodeIP(n.opts.Root); err != nil {
+			return
+		}
+	}
+	if was == n.addr {
 		return
 	}
 	msg := fmt.Sprintf("k3s joined the cluster's etcd at %s and this server is now at %s: etcd does not take a member back at a new address (k3s-io/k3s#11778); give this board %s again (a DHCP reservation by its MAC)", was, n.addr, was)

@@ -252,7 +252,8 @@ func (n *Node) Leader() (id, addr string) {
 }
 
 // RefusedHandshakes counts incoming connections refused at the TLS
-// handshake since Open: peers without a cluster certificate, port scans.
+// handshake since Open (peers without a cluster certificate, port scans)
+// and RPCs refused for speaking for another member than their certificate.
 // The status endpoint exports it; a rising count means a stranger knocks.
 func (n *Node) RefusedHandshakes() int64 { return n.stream.refused.Load() }
 

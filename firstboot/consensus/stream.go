@@ -145,6 +145,12 @@ func (s *streamLayer) release(source string) {
 // refusals in between.
 func (s *streamLayer) refuse(c net.Conn, err error) {
 	c.Close()
+	s.logRefusal(c.RemoteAddr().String(), err)
+}
+
+// logRefusal counts a refused connection (or RPC) and logs it, at most
+// once a second.
+func (s *streamLayer) logRefusal(remote string, err error) {
 	s.refused.Add(1)
 	s.mu.Lock()
 	if time.Since(s.lastLog) < time.Second {
@@ -155,7 +161,7 @@ func (s *streamLayer) refuse(c net.Conn, err error) {
 	quiet := s.quiet
 	s.lastLog, s.quiet = time.Now(), 0
 	s.mu.Unlock()
-	s.log.Warn("refused raft connection", "remote", c.RemoteAddr().String(), "error", err, "refused_unlogged", quiet)
+	s.log.Warn("refused raft connection", "remote", remote, "error", err, "refused_unlogged", quiet)
 }
 
 func (s *streamLayer) handshake(c net.Conn, source string) {
@@ -168,15 +174,19 @@ func (s *streamLayer) handshake(c net.Conn, source string) {
 		s.refuse(c, err)
 		return
 	}
+	// ServerTLS requires and verifies a client certificate: there is one.
+	name := tc.ConnectionState().PeerCertificates[0].Subject.CommonName
+	ic := newIDConn(tc, name, func(err error) { s.logRefusal(c.RemoteAddr().String(), err) })
 	select {
-	case s.conns <- tc:
+	case s.conns <- ic:
 	case <-s.done:
 		tc.Close()
 	}
 }
 
 // Accept returns connections whose handshake succeeded: the peer proved it
-// holds a certificate from the cluster CA.
+// holds a certificate from the cluster CA, and its RPCs may speak only for
+// the name on it (idConn).
 func (s *streamLayer) Accept() (net.Conn, error) {
 	select {
 	case c := <-s.conns:

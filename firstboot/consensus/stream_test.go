@@ -80,6 +80,63 @@ func TestStreamLayerRefusesForeignCA(t *testing.T) {
 	}
 }
 
+// A member's certificate speaks for that member only: raft trusts the ID
+// in each RPC's header (whom it follows, whom it votes for), so an RPC
+// whose header names another server must not reach it, whatever its type.
+func TestRPCSpeaksOnlyForItsCertificate(t *testing.T) {
+	h := newHarness(t)
+	h.start(1)
+	ctx := ctxT(t, 10*time.Second)
+	target := h.leader(ctx)
+	tr := rawTransport(t, newIdentity(t, h.ca, h.ca, "node2"))
+	header := func(id string) raft.RPCHeader {
+		return raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte(id), Addr: []byte(tr.LocalAddr())}
+	}
+	to, addr := raft.ServerID(target.ID()), raft.ServerAddress(target.Addr())
+	// Term 0 is stale: what gets through is refused by raft, not obeyed.
+	rpcs := map[string]func(id string) (term uint64, err error){
+		"RequestVote": func(id string) (uint64, error) {
+			var resp raft.RequestVoteResponse
+			err := tr.RequestVote(to, addr, &raft.RequestVoteRequest{RPCHeader: header(id)}, &resp)
+			return resp.Term, err
+		},
+		"AppendEntries": func(id string) (uint64, error) {
+			var resp raft.AppendEntriesResponse
+			err := tr.AppendEntries(to, addr, &raft.AppendEntriesRequest{RPCHeader: header(id), Entries: []*raft.Log{{Index: 1, Term: 0}}}, &resp)
+			return resp.Term, err
+		},
+		"RequestPreVote": func(id string) (uint64, error) {
+			var resp raft.RequestPreVoteResponse
+			err := tr.RequestPreVote(to, addr, &raft.RequestPreVoteRequest{RPCHeader: header(id)}, &resp)
+			return resp.Term, err
+		},
+		"TimeoutNow": func(id string) (uint64, error) {
+			var resp raft.TimeoutNowResponse
+			err := tr.TimeoutNow(to, addr, &raft.TimeoutNowRequest{RPCHeader: header(id)}, &resp)
+			return 0, err
+		},
+	}
+	for name, call := range rpcs {
+		t.Run(name, func(t *testing.T) {
+			if name != "TimeoutNow" { // obeyed whatever its term: not sent as ourselves
+				if term, err := call("node2"); err != nil || term == 0 {
+					t.Fatalf("as itself: term %d, %v; want raft's answer", term, err)
+				}
+			}
+			before := target.RefusedHandshakes()
+			if _, err := call("node3"); err == nil {
+				t.Fatal("an RPC claiming to be node3 over node2's certificate reached raft")
+			}
+			if target.RefusedHandshakes() == before {
+				t.Error("the refused RPC was not counted")
+			}
+		})
+	}
+	if !target.IsLeader() {
+		t.Error("the target lost its leadership")
+	}
+}
+
 // foreignLeafTrustingCA is an identity LoadIdentity would refuse: a leaf
 // from signer that nonetheless trusts (and so accepts servers of) trust.
 func foreignLeafTrustingCA(t *testing.T, signer, trust *cluster.CA, name string) *cluster.Identity {

@@ -16,6 +16,7 @@ import (
 func rpcStream(t *testing.T, rpcs ...any) []byte {
 	t.Helper()
 	var b bytes.Buffer
+	//lint:ignore SA1019 hashicorp/raft's NetworkTransport configures its encoder so
 	enc := codec.NewEncoder(&b, &codec.MsgpackHandle{BasicHandle: codec.BasicHandle{TimeNotBuiltin: true}})
 	for _, r := range rpcs {
 		switch r := r.(type) {

@@ -134,10 +134,10 @@ func inspectRootFS(ctx context.Context, image string, offset int64) (baseRootFS,
 		r.remove = append(r.remove, armbianFirstLoginMarker())
 	}
 	for _, u := range armbianFirstRunUnits() {
-		if _, _, err := findUnit(fsys, u); err == nil {
-			r.masks = append(r.masks, u)
-		} else if !errors.Is(err, fs.ErrNotExist) {
+		if ok, err := hasUnit(fsys, u); err != nil {
 			return r, err
+		} else if ok {
+			r.masks = append(r.masks, u)
 		}
 	}
 	if err := r.networkdNotNetworkManager(fsys); err != nil {
@@ -164,20 +164,13 @@ func inspectRootFS(ctx context.Context, image string, offset int64) (baseRootFS,
 // networkdNotNetworkManager makes systemd-networkd the base's network
 // daemon (see networkManagerUnits).
 func (r *baseRootFS) networkdNotNetworkManager(fsys ext4fs.FS) error {
-	hasUnit := func(u string) (bool, error) {
-		_, _, err := findUnit(fsys, u)
-		if errors.Is(err, fs.ErrNotExist) {
-			return false, nil
-		}
-		return err == nil, err
-	}
-	nm, err := hasUnit(networkManagerUnits()[0])
+	nm, err := hasUnit(fsys, networkManagerUnits()[0])
 	if err != nil {
 		return err
 	}
 	if nm {
 		for _, u := range networkManagerUnits() {
-			if ok, err := hasUnit(u); err != nil {
+			if ok, err := hasUnit(fsys, u); err != nil {
 				return err
 			} else if ok {
 				r.masks = append(r.masks, u)
@@ -192,21 +185,20 @@ func (r *baseRootFS) networkdNotNetworkManager(fsys ext4fs.FS) error {
 			return err
 		}
 	}
+	const resolved = "systemd-resolved.service"
 	enable := []string{"systemd-networkd.service"}
 	if nm {
-		enable = append(enable, "systemd-resolved.service")
-		if ok, err := hasUnit("systemd-resolved.service"); err != nil {
-			return err
-		} else if !ok {
-			r.warnings = append(r.warnings, "the base image runs NetworkManager and has no systemd-resolved: with NetworkManager masked, "+
-				"nothing writes /etc/resolv.conf from the DNS servers networkd learns, so the nodes may resolve no names "+
-				"(k3s could not pull the service stack's images): use Armbian's minimal image, or a base with systemd-resolved")
-		}
+		enable = append(enable, resolved)
 	}
 	for _, u := range enable {
-		if ok, err := hasUnit(u); err != nil {
+		if ok, err := hasUnit(fsys, u); err != nil {
 			return err
 		} else if !ok {
+			if u == resolved {
+				r.warnings = append(r.warnings, "the base image runs NetworkManager and has no systemd-resolved: with NetworkManager masked, "+
+					"nothing writes /etc/resolv.conf from the DNS servers networkd learns, so the nodes may resolve no names "+
+					"(k3s could not pull the service stack's images): use Armbian's minimal image, or a base with systemd-resolved")
+			}
 			continue
 		}
 		links, err := enableLinks(fsys, u)
@@ -214,7 +206,7 @@ func (r *baseRootFS) networkdNotNetworkManager(fsys ext4fs.FS) error {
 			return err
 		}
 		r.units = append(r.units, links...)
-		if u == "systemd-resolved.service" {
+		if u == resolved {
 			r.links = append(r.links, [2]string{resolvedStub, "/etc/resolv.conf"})
 		}
 	}
@@ -263,6 +255,15 @@ func checkRootFSSpace(s *spec.Spec, in *inputs) error {
 	const mib = 1 << 20
 	return usage("--base-image", fmt.Errorf("%s: its root file system has %d MiB free, the node files need %d MiB (k3s, its images, the .debs, homecloud-firstboot, and %d%% + %d MiB for the small files and metadata): use a base with more free space, or grow this one (enlarge the image and its root partition, then resize2fs the root file system)",
 		base, in.rootfs.free/mib, (need+mib-1)/mib, spaceMarginPercent, spaceMarginBytes/mib))
+}
+
+// hasUnit reports whether the base ships the vendor unit name.
+func hasUnit(fsys ext4fs.FS, name string) (bool, error) {
+	_, _, err := findUnit(fsys, name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // findUnit returns the path of a vendor unit and its contents.

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/homecloud/homecloud/internal/cluster"
 )
 
 // fakeRoot makes a directory dpkg accepts as --root: an empty database.
@@ -19,6 +21,21 @@ func fakeRoot(t *testing.T) string {
 	os.WriteFile(filepath.Join(root, "var/lib/dpkg/status"), nil, 0o644)
 	os.WriteFile(filepath.Join(root, "etc/hosts"), []byte("127.0.0.1\tlocalhost\n127.0.1.1\tpine64\n"), 0o644)
 	return root
+}
+
+// debsRoot is a fake root with the folder the builder bakes .debs into
+// (cluster.DebsDir inside it); the test is skipped without dpkg.
+func debsRoot(t *testing.T) (root, debs string) {
+	t.Helper()
+	if _, err := exec.LookPath("dpkg"); err != nil {
+		t.Skip("dpkg is missing")
+	}
+	root = fakeRoot(t)
+	debs = filepath.Join(root, cluster.DebsDir)
+	if err := os.MkdirAll(debs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return root, debs
 }
 
 // buildDeb makes a script-free package whose one file proves installation.
@@ -36,18 +53,13 @@ func buildDeb(t *testing.T, dir, name, version string, extra ...string) {
 }
 
 func TestInstallDebsOnceAndHold(t *testing.T) {
-	if _, err := exec.LookPath("dpkg"); err != nil {
-		t.Skip("dpkg is missing")
-	}
 	ctx := context.Background()
-	root := fakeRoot(t)
-	debs := filepath.Join(root, "var/lib/homecloud/debs")
-	os.MkdirAll(debs, 0o755)
+	root, debs := debsRoot(t)
 	buildDeb(t, debs, "hc-test-a", "1.0")
 	buildDeb(t, debs, "hc-test-b", "2.0")
 	p := &Prep{Root: root}
 
-	got, err := p.InstallDebs(ctx, "/var/lib/homecloud/debs")
+	got, err := p.InstallDebs(ctx, cluster.DebsDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +69,7 @@ func TestInstallDebsOnceAndHold(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(root, "usr/share/hc-test-b/marker")); err != nil || string(b) != "2.0" {
 		t.Fatalf("package file not in root: %v", err)
 	}
-	again, err := p.InstallDebs(ctx, "/var/lib/homecloud/debs")
+	again, err := p.InstallDebs(ctx, cluster.DebsDir)
 	if err != nil || len(again) != 0 {
 		t.Fatalf("second run reinstalled %v (%v)", again, err)
 	}
@@ -96,17 +108,12 @@ func TestHostnameAndSwap(t *testing.T) {
 // Like python3-minimal and python3.11-minimal: a package that sorts
 // before what it pre-depends on, which itself pre-depends on a third.
 func TestInstallDebsPreDependsOrder(t *testing.T) {
-	if _, err := exec.LookPath("dpkg"); err != nil {
-		t.Skip("dpkg is missing")
-	}
-	root := fakeRoot(t)
-	debs := filepath.Join(root, "var/lib/homecloud/debs")
-	os.MkdirAll(debs, 0o755)
+	root, debs := debsRoot(t)
 	buildDeb(t, debs, "hc-a", "1", "Pre-Depends: hc-b (>= 1)\n")
 	buildDeb(t, debs, "hc-b", "1", "Pre-Depends: hc-c (>= 1)\n", "Depends: hc-d\n")
 	buildDeb(t, debs, "hc-c", "1")
 	buildDeb(t, debs, "hc-d", "1", "Depends: hc-c\n")
-	got, err := (&Prep{Root: root}).InstallDebs(context.Background(), "/var/lib/homecloud/debs")
+	got, err := (&Prep{Root: root}).InstallDebs(context.Background(), cluster.DebsDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,16 +153,11 @@ func TestRelationNames(t *testing.T) {
 // initramfs rebuild) is settled by the next run even when every baked
 // package is installed already.
 func TestInstallDebsSettlesPendingTriggers(t *testing.T) {
-	if _, err := exec.LookPath("dpkg"); err != nil {
-		t.Skip("dpkg is missing")
-	}
 	ctx := context.Background()
-	root := fakeRoot(t)
-	debs := filepath.Join(root, "var/lib/homecloud/debs")
-	os.MkdirAll(debs, 0o755)
+	root, debs := debsRoot(t)
 	buildDeb(t, debs, "hc-test-a", "1.0")
 	p := &Prep{Root: root}
-	if _, err := p.InstallDebs(ctx, "/var/lib/homecloud/debs"); err != nil {
+	if _, err := p.InstallDebs(ctx, cluster.DebsDir); err != nil {
 		t.Fatal(err)
 	}
 	// Another package (initramfs-tools on a board) is the one left pending.
@@ -179,7 +181,7 @@ func TestInstallDebsSettlesPendingTriggers(t *testing.T) {
 	if got := p.installed(ctx, "hc-test-c"); got != "" {
 		t.Fatalf("hc-test-c reads as installed (%q) with its triggers pending", got)
 	}
-	if _, err := p.InstallDebs(ctx, "/var/lib/homecloud/debs"); err != nil {
+	if _, err := p.InstallDebs(ctx, cluster.DebsDir); err != nil {
 		t.Fatal(err)
 	}
 	if got := p.installed(ctx, "hc-test-c"); got != "3.0" {
